@@ -1,0 +1,75 @@
+"""The ``sevkit`` command. Each module in this package adds one subcommand.
+
+A module here defines ``register(subparsers)``; it adds its parser and sets
+``func=handler`` where ``handler(args) -> int`` returns the exit code. Modules are
+found by name, so adding a command never edits this file.
+
+Exit codes: 0 ok, 1 the graded thing does not hold (non-conformant, not verified),
+2 usage, input or infrastructure error (one line on stderr, no traceback),
+130 interrupted. ``SEVKIT_DEBUG=1`` adds the traceback for sevkit's own bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+import traceback
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import SevkitError
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sevkit", description="AMD SEV / SEV-ES / SEV-SNP conformance toolkit")
+    parser.add_argument("--version", action="version", version=f"sevkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if mod.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{mod.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def error(message: str) -> None:
+    """Print one clear line on stderr."""
+    print(f"sevkit: error: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except SevkitError as exc:
+        error(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # a sevkit bug: still one line unless asked for more
+        if os.environ.get("SEVKIT_DEBUG"):
+            traceback.print_exc()
+        error(f"internal error: {type(exc).__name__}: {exc} (set SEVKIT_DEBUG=1 for the traceback)")
+        return EXIT_ERROR
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
