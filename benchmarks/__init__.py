@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks (never timed tests). `make bench` runs every module here."""
