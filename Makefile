@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 env: hostdeps $(STAMP)
+	@echo "sevkit: environment ready ($(VENV))"
 
 image: env
 	$(PY) -m sevkit image build
