@@ -15,7 +15,8 @@ report an ERROR (infrastructure), never a FAILED (non-conformance).
     │   ├── GuestTimeout            a deadline expired (console tail attached)
     │   ├── GuestPanic              kernel panic / firmware error seen on the console
     │   ├── GuestDied               QEMU exited while the guest was in use
-    │   └── CommandFailed           a guest command exited non-zero (result attached)
+    │   ├── CommandFailed           a guest command exited non-zero (result attached)
+    │   └── QmpError                QEMU's monitor refused a command or could not be reached
     ├── StateError                  an operation was called in the wrong lifecycle state
     ├── DumpError                   a memory dump could not be taken (space, QMP, access)
     └── AttestationError            attestation input or verification infrastructure failed
@@ -91,6 +92,10 @@ class CommandFailed(GuestError):
                  evidence: Mapping[str, Any] | None = None) -> None:
         super().__init__(message, evidence=evidence)
         self.result = result
+
+
+class QmpError(GuestError):
+    """A QMP command failed (``evidence``: command, error class, QEMU's text) or QMP was unreachable."""
 
 
 class StateError(SevkitError):
