@@ -1,0 +1,441 @@
+"""The pure scanner: many needles over a byte stream, a buffer or a file; hits, gpas, entropy.
+
+Speed comes from CPython's ``bytes.find``/``mmap.find`` (a C fast-search with a memchr-like
+skip loop): the data is walked in cache-sized chunks and every needle is searched in a chunk
+while it is still hot in the CPU cache, so memory is read once however many needles there
+are. Files are split into ranges scanned by forked workers over a shared ``mmap`` (page
+cache, no copies). Every range or chunk overlaps the next by ``longest needle - 1`` bytes and a
+hit is reported only by the range it starts in, so hits straddling a boundary are found once.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import multiprocessing
+import os
+import struct
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..errors import InputError
+
+PAGE = 4096
+CHUNK = 1 << 20            # searched per needle while in L2 (4 MiB here)
+STREAM_CHUNK = 16 << 20    # read size for streams (/proc/<pid>/mem)
+MAX_OFFSETS = 1000         # offsets kept per needle; every hit is still counted
+HIGH_ENTROPY = 7.5         # bits/byte: a 4 KiB page of ciphertext measures about 7.95
+ENTROPY_SAMPLES = 1024     # pages sampled per scan for entropy statistics (about 0.1 ms each)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One PT_LOAD of an ELF dump (or one range of a raw dump): file bytes -> guest-physical."""
+
+    offset: int   # in the file
+    gpa: int      # guest-physical address of the first byte
+    size: int     # bytes present in the file
+
+    def contains(self, off: int) -> bool:
+        return self.offset <= off < self.offset + self.size
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    needle: bytes
+    offset: int               # byte offset in the scanned stream or file
+    gpa: int | None = None    # guest-physical address, when a layout is known
+
+    def to_json(self, *, hide_needle: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {"offset": self.offset}
+        d["needle"] = needle_id(self.needle) if hide_needle else self.needle.hex()
+        if self.gpa is not None:
+            d["gpa"] = self.gpa
+            d["gpa_hex"] = f"{self.gpa:#x}"
+        return d
+
+
+def needle_id(needle: bytes) -> str:
+    """How reports name a secret needle: its SHA-256, never its bytes."""
+    import hashlib
+    return "sha256:" + hashlib.sha256(needle).hexdigest()
+
+
+@dataclass
+class EntropyStats:
+    """Shannon entropy (bits per byte) of sampled 4 KiB pages. Zero pages are counted apart."""
+
+    pages_total: int = 0
+    pages_sampled: int = 0
+    zero_pages: int = 0
+    high_entropy_pages: int = 0          # >= HIGH_ENTROPY
+    values: list[float] = field(default_factory=list)   # of the non-zero sampled pages
+
+    def add(self, page: bytes | memoryview) -> None:
+        self.pages_sampled += 1
+        if not any(page):  # C-speed on bytes
+            self.zero_pages += 1
+            return
+        h = page_entropy(page)
+        self.values.append(h)
+        if h >= HIGH_ENTROPY:
+            self.high_entropy_pages += 1
+
+    def to_json(self) -> dict[str, Any]:
+        vals = sorted(self.values)
+        nonzero = len(vals)
+        return {
+            "pages_total": self.pages_total,
+            "pages_sampled": self.pages_sampled,
+            "zero_pages_sampled": self.zero_pages,
+            "nonzero_pages_sampled": nonzero,
+            "high_entropy_threshold": HIGH_ENTROPY,
+            "high_entropy_pages": self.high_entropy_pages,
+            "high_entropy_fraction_of_nonzero": round(self.high_entropy_pages / nonzero, 4) if nonzero else None,
+            "entropy_min": round(vals[0], 4) if vals else None,
+            "entropy_median": round(vals[nonzero // 2], 4) if vals else None,
+            "entropy_max": round(vals[-1], 4) if vals else None,
+        }
+
+
+def page_entropy(page: bytes | memoryview) -> float:
+    """Shannon entropy of one page in bits per byte (0 .. 8)."""
+    data = bytes(page)
+    n = len(data)
+    if n == 0:
+        return 0.0
+    return -sum(c / n * math.log2(c / n) for c in Counter(data).values())
+
+
+@dataclass
+class ScanResult:
+    needles: list[bytes]
+    hits: list[Hit]
+    counts: dict[bytes, int]
+    bytes_scanned: int
+    seconds: float
+    workers: int = 1
+    entropy: EntropyStats | None = None
+    segments: list[Segment] | None = None     # the ELF layout, when the input was an ELF dump
+    notes: list[str] = field(default_factory=list)
+
+    def count(self, needle: bytes) -> int:
+        return self.counts.get(needle, 0)
+
+    def to_json(self, *, hide_needles: bool = False) -> dict[str, Any]:
+        def name(n: bytes) -> str:
+            return needle_id(n) if hide_needles else n.hex()
+        return {
+            "hits": [h.to_json(hide_needle=hide_needles) for h in self.hits],
+            "counts": {name(n): self.counts.get(n, 0) for n in self.needles},
+            "bytes": self.bytes_scanned,
+            "seconds": round(self.seconds, 4),
+            "gbps": round(self.bytes_scanned / self.seconds / 1e9, 3) if self.seconds > 0 else None,
+            "workers": self.workers,
+            "offsets_truncated": any(self.counts.get(n, 0) > MAX_OFFSETS for n in self.needles),
+            "elf_segments": None if self.segments is None else
+            [{"offset": s.offset, "gpa": s.gpa, "size": s.size} for s in self.segments],
+            "entropy": self.entropy.to_json() if self.entropy else None,
+            "notes": self.notes,
+        }
+
+
+def check_needles(needles: Iterable[bytes]) -> list[bytes]:
+    """Deduplicated needles in their order; an empty list or an empty needle is an InputError."""
+    out: list[bytes] = []
+    for n in needles:
+        if not isinstance(n, bytes | bytearray) or len(n) == 0:
+            raise InputError("scan: a needle must be a non-empty byte string")
+        if bytes(n) not in out:
+            out.append(bytes(n))
+    if not out:
+        raise InputError("scan: give at least one needle")
+    return out
+
+
+def _find_all(buf: Any, needle: bytes, start: int, end: int, report_below: int,
+              sink: list[int], limit: int) -> int:
+    """Count occurrences of needle starting in [start, report_below) that end before ``end``.
+
+    ``buf.find`` is bytes.find or mmap.find; overlapping occurrences are all counted
+    (the next search starts one byte after the last hit).
+    """
+    n = 0
+    pos = buf.find(needle, start, end)
+    while pos != -1 and pos < report_below:
+        n += 1
+        if len(sink) < limit:
+            sink.append(pos)
+        pos = buf.find(needle, pos + 1, end)
+    return n
+
+
+def _scan_range(buf: Any, needles: Sequence[bytes], lo: int, hi: int, size: int,
+                limit: int) -> tuple[dict[bytes, int], dict[bytes, list[int]]]:
+    """Scan hits *starting* in [lo, hi) of buf (total length ``size``), chunk by chunk."""
+    longest = max(len(n) for n in needles)
+    counts = dict.fromkeys(needles, 0)
+    offs: dict[bytes, list[int]] = {n: [] for n in needles}
+    pos = lo
+    while pos < hi:
+        stop = min(pos + CHUNK, hi)
+        end = min(stop + longest - 1, size)   # overlap: a hit starting before stop is whole
+        for nd in needles:
+            counts[nd] += _find_all(buf, nd, pos, end, stop, offs[nd], limit)
+        pos = stop
+    return counts, offs
+
+
+def _worker(path: str, needles: Sequence[bytes], lo: int, hi: int, size: int,
+            limit: int) -> tuple[dict[bytes, int], dict[bytes, list[int]]]:
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        return _scan_range(mm, needles, lo, hi, size, limit)
+
+
+def default_workers() -> int:
+    return max(1, min(2, len(os.sched_getaffinity(0))))
+
+
+def _merge(needles: Sequence[bytes],
+           parts: Iterable[tuple[dict[bytes, int], dict[bytes, list[int]]]],
+           limit: int) -> tuple[dict[bytes, int], dict[bytes, list[int]]]:
+    counts = dict.fromkeys(needles, 0)
+    offs: dict[bytes, list[int]] = {n: [] for n in needles}
+    for c, o in parts:   # parts arrive in range order, so offsets stay sorted
+        for n in needles:
+            counts[n] += c[n]
+            room = limit - len(offs[n])
+            if room > 0:
+                offs[n].extend(o[n][:room])
+    return counts, offs
+
+
+def _hits(needles: Sequence[bytes], offs: dict[bytes, list[int]],
+          to_gpa: Callable[[int], int | None] | None) -> list[Hit]:
+    hits = [Hit(n, o, to_gpa(o) if to_gpa else None) for n in needles for o in offs[n]]
+    hits.sort(key=lambda h: (h.offset, h.needle))
+    return hits
+
+
+def _sample_entropy(buf: Any, size: int, samples: int, base: int = 0, stats: EntropyStats | None = None
+                    ) -> EntropyStats:
+    stats = stats or EntropyStats()
+    pages = size // PAGE
+    stats.pages_total += pages
+    if pages == 0 or samples <= 0:
+        return stats
+    step = max(1, pages // samples)
+    for p in range(0, pages, step):
+        off = base + p * PAGE
+        stats.add(buf[off:off + PAGE])
+    return stats
+
+
+def scan_buffer(buf: bytes | bytearray | memoryview | mmap.mmap, needles: Iterable[bytes], *,
+                to_gpa: Callable[[int], int | None] | None = None, entropy_samples: int = 0,
+                limit: int = MAX_OFFSETS) -> ScanResult:
+    """Scan an in-memory buffer (one process)."""
+    nds = check_needles(needles)
+    t0 = time.perf_counter()
+    data: Any = bytes(buf) if isinstance(buf, memoryview) else buf
+    size = len(data)
+    counts, offs = _scan_range(data, nds, 0, size, size, limit)
+    ent = _sample_entropy(data, size, entropy_samples) if entropy_samples else None
+    return ScanResult(nds, _hits(nds, offs, to_gpa), counts, size, time.perf_counter() - t0,
+                      entropy=ent)
+
+
+class StreamScanner:
+    """Incremental scanner: ``feed()`` consecutive chunks, ``result()`` at the end.
+
+    Keeps the last ``longest - 1`` bytes of each chunk so that a needle split across two
+    chunks is found; a hit is reported once, by the first chunk that contains its end.
+    """
+
+    def __init__(self, needles: Iterable[bytes], *, base_offset: int = 0,
+                 to_gpa: Callable[[int], int | None] | None = None,
+                 entropy_every: int = 0, limit: int = MAX_OFFSETS) -> None:
+        self.needles = check_needles(needles)
+        self.longest = max(len(n) for n in self.needles)
+        self.to_gpa = to_gpa
+        self.limit = limit
+        self.counts = dict.fromkeys(self.needles, 0)
+        self.offs: dict[bytes, list[int]] = {n: [] for n in self.needles}
+        self.carry = b""
+        self.pos = base_offset        # stream offset of the first byte after carry
+        self.base = base_offset
+        self.entropy = EntropyStats() if entropy_every else None
+        self.entropy_every = entropy_every   # sample one page in this many
+        self._page_no = 0
+        self.t0 = time.perf_counter()
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None:
+        if not chunk:
+            return
+        data = self.carry + bytes(chunk)
+        start_off = self.pos - len(self.carry)   # stream offset of data[0]
+        size = len(data)
+        for nd in self.needles:
+            # skip hits that lay wholly in the carry: the previous feed already counted them
+            first = max(0, len(self.carry) - len(nd) + 1)
+            tmp: list[int] = []
+            self.counts[nd] += _find_all(data, nd, first, size, size, tmp,
+                                         self.limit - len(self.offs[nd]))
+            self.offs[nd].extend(start_off + p for p in tmp)
+        if self.entropy is not None:
+            self._entropy(chunk)
+        self.pos += len(chunk)
+        keep = self.longest - 1
+        self.carry = data[max(0, size - keep):] if keep else b""
+
+    def _entropy(self, chunk: bytes | bytearray | memoryview) -> None:
+        assert self.entropy is not None
+        mv = memoryview(chunk)
+        for p in range(len(mv) // PAGE):
+            self.entropy.pages_total += 1
+            if self._page_no % self.entropy_every == 0:
+                self.entropy.add(mv[p * PAGE:(p + 1) * PAGE])
+            self._page_no += 1
+
+    def result(self) -> ScanResult:
+        return ScanResult(self.needles, _hits(self.needles, self.offs, self.to_gpa), dict(self.counts),
+                          self.pos - self.base, time.perf_counter() - self.t0, entropy=self.entropy)
+
+
+def scan_stream(stream: BinaryIO, needles: Iterable[bytes], *, chunk_size: int = STREAM_CHUNK,
+                **kw: Any) -> ScanResult:
+    """Scan a readable binary stream to its end."""
+    sc = StreamScanner(needles, **kw)
+    while True:
+        chunk = stream.read(chunk_size)
+        if not chunk:
+            break
+        sc.feed(chunk)
+    return sc.result()
+
+
+# --- ELF64 dumps (QEMU dump-guest-memory, paging=false) ---------------------------------
+
+PT_LOAD = 1
+PN_XNUM = 0xFFFF
+
+
+def elf_segments(head: bytes | mmap.mmap, file_size: int) -> list[Segment] | None:
+    """PT_LOAD segments of an ELF64 little-endian file, or None when it is not an ELF.
+
+    Raises InputError for an ELF whose headers are truncated or inconsistent.
+    """
+    if len(head) < 64 or head[:4] != b"\x7fELF":
+        return None
+    if head[4] != 2 or head[5] != 1:
+        raise InputError("scan: only ELF64 little-endian dumps are supported")
+    e_phoff, e_shoff = struct.unpack_from("<QQ", head, 0x20)
+    e_phentsize, e_phnum = struct.unpack_from("<HH", head, 0x36)
+    if e_phnum == PN_XNUM:   # the real count is in section header 0's sh_info (QEMU uses this)
+        if e_shoff + 64 > file_size:
+            raise InputError("scan: ELF dump truncated (section header 0 missing)")
+        (e_phnum,) = struct.unpack_from("<I", head, e_shoff + 0x2C)
+    if e_phentsize != 56 or e_phoff + e_phnum * 56 > min(file_size, len(head)):
+        raise InputError(f"scan: ELF dump truncated or malformed (e_phoff={e_phoff}, e_phnum={e_phnum})")
+    segs: list[Segment] = []
+    for i in range(e_phnum):
+        p_type, _flags, p_offset, _vaddr, p_paddr, p_filesz = struct.unpack_from(
+            "<IIQQQQ", head, e_phoff + i * 56)
+        if p_type == PT_LOAD and p_filesz:
+            segs.append(Segment(p_offset, p_paddr, p_filesz))
+    return segs
+
+
+def gpa_mapper(segments: Sequence[Segment]) -> Callable[[int], int | None]:
+    """File offset -> guest-physical address (None outside every segment)."""
+    ordered = sorted(segments, key=lambda s: s.offset)
+
+    def to_gpa(off: int) -> int | None:
+        for s in ordered:
+            if s.contains(off):
+                return s.gpa + (off - s.offset)
+        return None
+    return to_gpa
+
+
+def _open_for_scan(path: Path) -> tuple[int, Any]:
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - returned to the caller, which closes it
+    except FileNotFoundError:
+        raise InputError(f"scan: {path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"scan: {path}: is a directory") from None
+    except PermissionError:
+        raise InputError(f"scan: {path}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"scan: {path}: cannot open ({exc.strerror})") from None
+    size = os.fstat(fh.fileno()).st_size
+    if size == 0:
+        fh.close()
+        raise InputError(f"scan: {path}: file is empty")
+    return size, fh
+
+
+def scan_file(path: str | os.PathLike[str], needles: Iterable[bytes], *, workers: int | None = None,
+              entropy_samples: int = ENTROPY_SAMPLES, elf: bool = True,
+              limit: int = MAX_OFFSETS) -> ScanResult:
+    """Scan a file through mmap, in ``workers`` forked processes (default: up to 2 cores).
+
+    An ELF file gets its hits mapped to guest-physical addresses and its entropy sampled
+    over its PT_LOAD segments only; any other file is scanned as raw bytes.
+    """
+    p = Path(path)
+    nds = check_needles(needles)
+    size, fh = _open_for_scan(p)
+    t0 = time.perf_counter()
+    notes: list[str] = []
+    segs_eff: list[Segment] = []
+    with fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        segs = elf_segments(mm, size) if elf else None
+        if segs is not None:
+            present = [s for s in segs if s.offset < size]
+            for s in segs:
+                if s.offset + s.size > size:
+                    notes.append(f"ELF truncated: segment gpa {s.gpa:#x} has {max(0, size - s.offset)} of "
+                                 f"{s.size} bytes in the file")
+            segs_eff = [Segment(s.offset, s.gpa, min(s.size, size - s.offset)) for s in present]
+        nw = workers or default_workers()
+        nw = max(1, min(nw, size // (64 << 20) or 1))    # small files: forking costs more than it saves
+        if nw == 1:
+            counts, offs = _scan_range(mm, nds, 0, size, size, limit)
+        else:
+            bounds = [size * i // nw for i in range(nw + 1)]
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(nw) as pool:
+                parts = pool.starmap(_worker, [(str(p), nds, bounds[i], bounds[i + 1], size, limit)
+                                               for i in range(nw)])
+            counts, offs = _merge(nds, parts, limit)
+        ent: EntropyStats | None = None
+        if entropy_samples:
+            if segs is not None:
+                total = sum(s.size for s in segs_eff) or 1
+                ent = EntropyStats()
+                for s in segs_eff:
+                    _sample_entropy(mm, s.size, max(1, entropy_samples * s.size // total), s.offset, ent)
+            else:
+                ent = _sample_entropy(mm, size, entropy_samples)
+    to_gpa = gpa_mapper(segs_eff) if segs is not None else None
+    res = ScanResult(nds, _hits(nds, offs, to_gpa), counts, size, time.perf_counter() - t0, nw,
+                     entropy=ent, segments=segs_eff if segs is not None else None, notes=notes)
+    return res
+
+
+def parse_hex_needle(text: str) -> bytes:
+    """A needle given as hex on the command line (spaces, ``0x`` and ``:`` allowed)."""
+    cleaned = text.strip().lower().removeprefix("0x").replace(" ", "").replace(":", "")
+    if not cleaned:
+        raise InputError("scan: empty needle")
+    try:
+        value = bytes.fromhex(cleaned)
+    except ValueError:
+        raise InputError(f"scan: needle {text!r} is not hexadecimal (want e.g. deadbeef)") from None
+    return value
