@@ -20,7 +20,9 @@ report an ERROR (infrastructure), never a FAILED (non-conformance).
     ├── StateError                  an operation was called in the wrong lifecycle state
     ├── DumpError                   a memory dump could not be taken (space, QMP, access)
     └── AttestationError            attestation input or verification infrastructure failed
-        └── ReportParseError        a report could not be parsed (unknown version, truncated)
+        ├── ReportParseError        a report could not be parsed (unknown version, truncated)
+        ├── KdsError                AMD KDS (or a cache) could not provide a certificate
+        └── MeasurementError        the expected launch measurement could not be computed
 """
 
 from __future__ import annotations
@@ -112,3 +114,11 @@ class AttestationError(SevkitError):
 
 class ReportParseError(AttestationError, InputError):
     """An attestation report could not be parsed."""
+
+
+class KdsError(AttestationError):
+    """The VCEK or chain could not be obtained from the KDS, a cache or the certificate table."""
+
+
+class MeasurementError(AttestationError):
+    """sev-snp-measure could not compute the expected measurement for these launch inputs."""
