@@ -1,0 +1,137 @@
+"""Read one captured file, detect its kind, and turn it into the `sevkit analyze` JSON object.
+
+Bad input raises InputError with one line naming the file: missing, a directory, unreadable,
+empty, binary, too large, truncated (cut mid-line with nothing complete to read) or of an
+unknown kind.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from . import detect as D
+from .cpuid import parse_cpuid_text
+from .cpuinfo import parse_cpuinfo
+from .dmesg import parse_guest_dmesg, parse_host_dmesg
+from .kvmparams import parse_kvm_params
+from .okreport import parse_ok_report, parse_tcb_blocks, tcb_notes
+
+MAX_BYTES = 64 * 1024 * 1024   # a full dmesg is well under this; anything bigger is not a paste
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")      # `dmesg --color=always`
+KERNEL_LINE = re.compile(r"^\s*\[\s*\d+\.\d+\]|\bkernel: ", re.M)
+
+detect_kind = D.detect_kind
+
+
+def _is_binary(data: bytes) -> bool:
+    if b"\x00" in data:
+        return True
+    text = data.decode("utf-8", errors="replace")
+    bad = sum(1 for c in text if c == "\ufffd" or (ord(c) < 32 and c not in "\t\n\r\f\v") or c == "\x7f")
+    return bad > max(2, len(text) // 100)
+
+
+def read_capture(path: str | Path) -> str:
+    """The text of a capture, or InputError naming the file and what is wrong with it."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise InputError(f"{p}: is a directory, not a captured log",
+                             evidence={"file": str(p)})
+        with open(p, "rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file", evidence={"file": str(p)}) from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read: {exc.strerror or exc}", evidence={"file": str(p)}) from None
+    if len(data) > MAX_BYTES:
+        raise InputError(f"{p}: larger than {MAX_BYTES // (1024 * 1024)} MiB, not a pasted capture",
+                         evidence={"file": str(p)})
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):     # PowerShell's UTF-16 redirects
+        try:
+            data = data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{p}: broken UTF-16 text", evidence={"file": str(p)}) from None
+    data = ANSI.sub(b"", data.removeprefix(b"\xef\xbb\xbf"))
+    if not data.strip():
+        raise InputError(f"{p}: empty file", evidence={"file": str(p), "bytes": len(data)})
+    if _is_binary(data):
+        raise InputError(f"{p}: binary data, not a text capture", evidence={"file": str(p)})
+    return data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _unknown(p: Path, text: str) -> InputError:
+    ev = {"file": str(p), "head": text[:200]}
+    if not text.endswith("\n"):
+        return InputError(f"{p}: truncated: the file ends mid-line and holds no complete "
+                          "SEV, cpuinfo or cpuid line", evidence=ev)
+    if KERNEL_LINE.search(text):
+        return InputError(f"{p}: a kernel log with no SEV, SME, PSP or kvm_amd lines "
+                          "(nothing to analyze)", evidence=ev)
+    return InputError(f"{p}: unknown kind: not a host or guest dmesg, cpuinfo/lscpu, cpuid, "
+                      "kvm_amd parameters or sevctl/snphost ok output", evidence=ev)
+
+
+def _tcb_dict(blocks: list[tuple[str, dict[str, int | None]]]) -> list[dict[str, Any]]:
+    return [{"owner": who, **b} for who, b in blocks]
+
+
+def analyze_text(text: str, name: str = "<text>") -> dict[str, Any]:
+    """The JSON object for one capture. Raises InputError for an unknown kind."""
+    kind = D.detect_kind(text)
+    if kind is None:
+        raise _unknown(Path(name), text)
+    out: dict[str, Any] = {"file": name, "kind": kind}
+    notes: list[str]
+    if kind == D.HOST_DMESG:
+        h = parse_host_dmesg(text)
+        out.update(features=h.features, firmware=h.firmware, asid_counts=h.asid_counts, errors=h.errors,
+                   asid_ranges={k: list(v) for k, v in h.asid_ranges.items()},
+                   rmp_range=[hex(x) for x in h.rmp_range] if h.rmp_range else None,
+                   iommu_snp=h.iommu_snp, kvm_params=h.kvm_params, psp_device=h.psp_device)
+        notes, evidence = list(h.notes), h.evidence_lines
+    elif kind == D.GUEST_DMESG:
+        g = parse_guest_dmesg(text)
+        out.update(features=g.features, firmware={}, asid_counts={}, errors=g.errors, vmpl=g.vmpl,
+                   sev_guest_driver=g.sev_guest_driver, snp_cpuid_entries=g.snp_cpuid_entries)
+        notes, evidence = list(g.notes), g.evidence_lines
+    elif kind == D.CPUINFO:
+        c = parse_cpuinfo(text)
+        out.update(features=c.features, firmware={}, asid_counts={}, errors=[], cpu=c.cpu,
+                   vendor=c.vendor, is_epyc=c.is_epyc)
+        notes, evidence = list(c.notes), c.evidence_lines
+    elif kind == D.CPUID:
+        x = parse_cpuid_text(text)
+        out.update(features=x.features, firmware={}, asid_counts={}, errors=[], cpuid=x.fields,
+                   registers=x.registers, vendor=x.vendor)
+        notes, evidence = list(x.notes), x.evidence_lines
+    elif kind == D.KVM_PARAMS:
+        k = parse_kvm_params(text)
+        out.update(features=k.features, firmware={}, asid_counts={}, errors=[], kvm_params=k.params)
+        notes, evidence = list(k.notes), k.evidence_lines
+    elif kind == D.SNPHOST_OK:
+        o = parse_ok_report(text)
+        out.update(features=o.features, firmware=o.firmware, asid_counts={}, errors=o.errors,
+                   cpuid=o.fields, kvm=o.kvm, rmp_range=[hex(x) for x in o.rmp_range] if o.rmp_range else None,
+                   tcb=_tcb_dict(o.tcb))
+        notes, evidence = list(o.notes), o.evidence_lines
+    else:   # TCB blocks only: no feature verdicts in them
+        blocks = parse_tcb_blocks(text)
+        out.update(features=dict.fromkeys(("SME", "SEV", "SEV-ES", "SEV-SNP")), firmware={},
+                   asid_counts={}, errors=[], tcb=_tcb_dict(blocks))
+        notes, evidence = tcb_notes(blocks), [ln for ln in text.splitlines() if ln.strip()][:12]
+    if not text.endswith("\n"):
+        notes.append("the file does not end with a newline: its last line may be cut")
+    out["notes"] = notes
+    out["evidence_lines"] = evidence
+    return out
+
+
+def analyze_file(path: str | Path) -> dict[str, Any]:
+    """Analyze one file; InputError (one line naming the file) for anything unusable."""
+    text = read_capture(path)
+    return analyze_text(text, str(path))
+

@@ -1,0 +1,75 @@
+"""Auto-detection of what a pasted capture is.
+
+Each line votes for at most one kind; the kind with most votes wins (ties: host dmesg,
+guest dmesg, cpuid, cpuinfo, kvm_amd parameters, sevctl/snphost ok). A memory-encryption
+banner that lists only SME is a host line (a guest lists SEV tokens).
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import patterns as P
+from .cpuid import DECODED_BOOL, DECODED_NUM, RAW
+from .cpuinfo import FLAGS
+from .kvmparams import looks_like_params
+from .okreport import OK_LINE, TCB_HEADER
+
+HOST_DMESG, GUEST_DMESG, CPUINFO, CPUID = "host-dmesg", "guest-dmesg", "cpuinfo", "cpuid"
+KVM_PARAMS, SNPHOST_OK, TCB = "kvm-amd-params", "snphost-ok", "tcb"
+KINDS = (HOST_DMESG, GUEST_DMESG, CPUID, CPUINFO, KVM_PARAMS, SNPHOST_OK, TCB)
+
+_HOST = (P.KVM_RANGE, P.KVM_SUPPORTED, P.CCP_API, P.INIT_FAIL, P.PSP_STATUS_FAIL, P.PSP_CMD_TIMEOUT,
+         P.PSP_INIT_FAIL, P.SNP_FW_TOO_OLD, P.BIOS_NO_MEM_ENCRYPT, P.RMP_RANGE, P.RMP_FATAL,
+         P.RMP_RUNTIME_FAIL, P.IOMMU_SNP_ON, P.IOMMU_SNP_OFF, P.CCP_SEV_ENABLED,
+         re.compile(r"\bccp \S+: (?:psp enabled|SEV firmware update successful)"))
+_GUEST = (P.GUEST_STATUS, P.GUEST_DRIVER, P.GUEST_VMPL, P.GUEST_CPUID_TABLE, P.GUEST_PLATFORM_DEV,
+          P.GUEST_VMPCK_DISABLED, P.GUEST_GHCB, P.GUEST_SYSTEMD_CVM,
+          re.compile(r"\bSEV: .*#VC exception\b"))
+_CPUID = (RAW, *DECODED_BOOL.values(), *DECODED_NUM.values())
+
+
+def _banner_vote(line: str) -> str | None:
+    m = P.MEM_ENCRYPT_NEW.search(line) or P.MEM_ENCRYPT_OLD.search(line)
+    if m:
+        toks = set(m["tok"].split())
+        return GUEST_DMESG if toks & {"SEV", "SEV-ES", "SEV-SNP"} else HOST_DMESG if toks else None
+    m = P.MEM_ENCRYPT_OLDEST.search(line)
+    if m:
+        return GUEST_DMESG if m["sev"] else HOST_DMESG
+    return None
+
+
+def _vote(line: str) -> str | None:
+    if any(rx.search(line) for rx in _CPUID):
+        return CPUID
+    if FLAGS.match(line):
+        return CPUINFO
+    if banner := _banner_vote(line):
+        return banner
+    if any(rx.search(line) for rx in _GUEST):
+        return GUEST_DMESG
+    if any(rx.search(line) for rx in _HOST):
+        return HOST_DMESG
+    if OK_LINE.match(line):
+        return SNPHOST_OK
+    if TCB_HEADER.search(line):
+        return TCB
+    return None
+
+
+def detect_kind(text: str) -> str | None:
+    """The kind of capture (one of KINDS), or None when nothing in it is recognized."""
+    votes = dict.fromkeys(KINDS, 0)
+    for line in text.splitlines():
+        if kind := _vote(line):
+            votes[kind] += 1
+    # the tool's own report wins over the few SEV words its lines contain
+    if votes[SNPHOST_OK] >= 3:
+        return SNPHOST_OK
+    best = max(KINDS, key=lambda k: votes[k])   # max() keeps the first on ties: KINDS is the order
+    if votes[best] > 0:
+        return best
+    if looks_like_params(text):
+        return KVM_PARAMS
+    return None
