@@ -1,0 +1,169 @@
+"""The image cache: one folder per recipe, built once per machine, never half-built.
+
+Layout of the store (default ``/var/cache/sevkit/images``, or ``$SEVKIT_CACHE_DIR/images``)::
+
+    <suite>-<hash16>/          a finished image: image.json, disk.qcow2, vmlinuz, initrd.img, build.log
+    .<suite>-<hash16>.lock     flock held while that image is being built
+    .<suite>-<hash16>.tmp-*    a build in progress (or a dead one, removed by the next build)
+    .debs/<suite>/             debootstrap's .deb cache
+    logs/                      logs of failed builds
+
+A build happens in a ``.tmp-*`` folder and is renamed into place only when complete (the rename is
+atomic), so a reader either sees a whole image or none. The lock makes concurrent builders of the same
+recipe wait for the first and then use its result.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..deadline import Deadline
+from ..errors import ImageError, InputError
+from .build import Builder, Progress, preflight, remove_tree
+from .recipe import DEFAULT_MIRROR, DEFAULT_SUITE, Recipe
+from .spec import MANIFEST_NAME, GuestImage, load_image_spec, write_manifest
+
+LOCK_WAIT_S = 3600.0      # a whole cold build by another process, with margin
+
+
+def default_store() -> Path:
+    base = os.environ.get("SEVKIT_CACHE_DIR")
+    return (Path(base) / "images") if base else Path("/var/cache/sevkit/images")
+
+
+def _store(cache_dir: str | Path | None) -> Path:
+    return Path(cache_dir) if cache_dir else default_store()
+
+
+def image_dir(recipe: Recipe, cache_dir: str | Path | None = None) -> Path:
+    return _store(cache_dir) / recipe.name
+
+
+def find_image(suite: str = DEFAULT_SUITE, mirror: str = DEFAULT_MIRROR,
+               cache_dir: str | Path | None = None, *, recipe: Recipe | None = None) -> GuestImage | None:
+    """The cached image for this recipe, or None. Never builds. A folder whose manifest is missing,
+    unreadable, for another recipe, or whose files are missing or of another size counts as absent."""
+    recipe = recipe or Recipe(suite=suite, mirror=mirror)
+    folder = image_dir(recipe, cache_dir)
+    return _valid_image(folder, recipe)
+
+
+def _valid_image(folder: Path, recipe: Recipe) -> GuestImage | None:
+    if not (folder / MANIFEST_NAME).is_file():
+        return None
+    try:
+        image = load_image_spec(folder / MANIFEST_NAME)
+    except InputError:
+        return None
+    if image.recipe_hash != recipe.hash:
+        return None
+    sizes = image.extra.get("sizes", {})
+    for key, path in (("disk", image.disk), ("kernel", image.kernel), ("initrd", image.initrd)):
+        if not isinstance(sizes, dict) or sizes.get(key) != path.stat().st_size:
+            return None
+    return image
+
+
+@contextmanager
+def _locked(store: Path, name: str, progress: Progress | None) -> Iterator[None]:
+    store.mkdir(parents=True, exist_ok=True)
+    lock_path = store / f".{name}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = Deadline(LOCK_WAIT_S)
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if deadline.expired:
+                    raise ImageError(f"another process has been building {name} for over {LOCK_WAIT_S:.0f}s "
+                                     f"(lock {lock_path}); is it stuck?") from None
+                if not told and progress is not None:
+                    progress(f"image: waiting for another build of {name} to finish (lock {lock_path})")
+                    told = True
+                time.sleep(min(2.0, deadline.remaining))
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)   # releases the flock
+
+
+def _clean_leftovers(store: Path, name: str, progress: Progress | None) -> None:
+    """Remove dead builds of ``name`` (only called while holding its lock, so none is alive)."""
+    for tmp in store.glob(f".{name}.tmp-*"):
+        if progress is not None:
+            progress(f"image: removing a dead build folder {tmp}")
+        remove_tree(tmp)
+
+
+def ensure_image(suite: str = DEFAULT_SUITE, mirror: str = DEFAULT_MIRROR,
+                 cache_dir: str | Path | None = None, progress: Progress | None = None, *,
+                 recipe: Recipe | None = None, check_mirror: bool = True) -> GuestImage:
+    """The cached image for this recipe, built first on a miss (needs root, debootstrap, the mirror)."""
+    recipe = recipe or Recipe(suite=suite, mirror=mirror)
+    store = _store(cache_dir)
+    hit = _valid_image(store / recipe.name, recipe)
+    if hit is not None:
+        return hit
+    preflight(recipe, store, check_mirror=check_mirror)
+    with _locked(store, recipe.name, progress):
+        hit = _valid_image(store / recipe.name, recipe)   # another process may have built it meanwhile
+        if hit is not None:
+            return hit
+        _clean_leftovers(store, recipe.name, progress)
+        return _build(recipe, store, progress)
+
+
+def _build(recipe: Recipe, store: Path, progress: Progress | None) -> GuestImage:
+    final = store / recipe.name
+    tmp = store / f".{recipe.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
+    tmp.mkdir(mode=0o755)
+    # the log lives outside the temporary folder so that a failed build's log survives its clean-up
+    logs = store / "logs"
+    logs.mkdir(exist_ok=True)
+    log = logs / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    builder = Builder(recipe, tmp, log, store / ".debs" / recipe.suite, progress)
+    builder.say(f"building {recipe.name} ({recipe.suite} from {recipe.mirror_url}) in {tmp}; log {log}")
+    ok = False
+    try:
+        facts = builder.build()
+        seconds = round(time.monotonic() - builder.started, 1)
+        disk, kernel, initrd = Path(str(facts["disk"])), Path(str(facts["kernel"])), Path(str(facts["initrd"]))
+        image = GuestImage(root=tmp, disk=disk, kernel=kernel, initrd=initrd,
+                           append=str(recipe.params["append"]), suite=recipe.suite,
+                           kernel_version=str(facts["kernel_version"]), recipe_hash=recipe.hash,
+                           disk_format=str(recipe.params["disk_format"]))
+        write_manifest(image, tmp,
+                       mirror=recipe.mirror_url, packages=sorted(recipe.packages),
+                       built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       build_seconds=seconds, step_seconds=builder.timings,
+                       sizes={"disk": disk.stat().st_size, "kernel": kernel.stat().st_size,
+                              "initrd": initrd.stat().st_size},
+                       fs_bytes=facts["fs_bytes"], recipe=recipe.canonical(),
+                       credentials_fw_cfg="opt/org.sevkit/{authorized_keys,root_password_hash,"
+                                          "ssh_host_ed25519_key,ssh_host_ed25519_key.pub}",
+                       build_log="build.log")
+        shutil.move(str(log), tmp / "build.log")
+        if final.exists():   # a broken leftover (the lock is ours, the manifest did not validate)
+            remove_tree(final)
+        os.rename(tmp, final)
+        ok = True
+        builder.say(f"ready: {final / MANIFEST_NAME} ({seconds:.0f}s)")
+    finally:
+        if not ok:
+            remove_tree(tmp)
+    built = _valid_image(final, recipe)
+    if built is None:
+        raise ImageError(f"the image built in {final} does not validate (manifest or sizes)")
+    return built
+
