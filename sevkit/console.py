@@ -1,0 +1,363 @@
+"""The guest's serial console: always drained, always logged, driven with pexpect.
+
+QEMU's 16550 writes one byte per ``write()``; on an AF_UNIX stream a few hundred unread
+bytes fill the socket and the guest hangs (qemu-tcg-notes.md P1). So a ``ConsoleDrain``
+thread reads the socket continuously into ``console.log`` and a bounded buffer, and
+pexpect reads from that buffer through a small spawn class. The drain also watches the
+boot for failure patterns (kernel panic, firmware errors) so any wait can fail fast.
+
+Commands run with labgrid's split-marker technique (style.md lesson 7): the marker is typed
+as ``'AB''CD'`` so the echoed command line never contains it; stdout, stderr and the exit
+status come back between markers, whatever the kernel prints in between.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import logging
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pexpect
+from pexpect.spawnbase import SpawnBase
+
+from .deadline import Deadline
+from .errors import GuestDied, GuestError, GuestPanic, GuestTimeout
+from .results import CommandResult
+
+log = logging.getLogger(__name__)
+
+# Fail-fast patterns while the guest boots (bytes regexes). Firmware lines are from OVMF:
+# DEBUG builds assert, any build prints the exception banner; AmdSev builds halt on hash mismatch.
+BOOT_FAILURES: tuple[tuple[str, str], ...] = (
+    ("kernel panic", r"Kernel panic - not syncing[^\r\n]*"),
+    ("kernel BUG", r"kernel BUG at [^\r\n]*"),
+    ("firmware exception", r"!!!! X64 Exception Type[^\r\n]*"),
+    ("firmware assertion", r"ASSERT_EFI_ERROR[^\r\n]*|ASSERT \[[^\r\n]*"),
+    ("measured boot hash mismatch", r"Hash comparison failed[^\r\n]*"),
+    ("initramfs gave up on the root device", r"ALERT! [^\r\n]* does not exist\.[^\r\n]*"),
+    ("no bootable device", r"No bootable device[^\r\n]*"),
+)
+
+# labgrid's pool: no R, I or D, so a marker never spells ERROR or DEBUG.
+_MARKER_POOL = "ABCEFGHJKLMNOPQSTUVWXYZ"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_BUFFER_CAP = 4 << 20
+
+
+class ConsoleDrain:
+    """Reads a connected socket until EOF: every byte goes to ``console.log`` and a buffer.
+
+    ``read(size, timeout)`` hands buffered bytes to pexpect; ``failure`` holds the first boot
+    failure seen (name, matched text) while ``armed``.
+    """
+
+    def __init__(self, sock: socket.socket, log_path: Path, *, name: str = "console",
+                 failures: Sequence[tuple[str, str]] = BOOT_FAILURES) -> None:
+        self._sock = sock
+        self._log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
+        self._buf = bytearray()
+        self._cv = threading.Condition()
+        self._eof = False
+        self._history = bytearray()           # the last 64 KiB, for tails in errors
+        self._watch = [(n, re.compile(p.encode())) for n, p in failures]
+        self._scan_from = 0
+        self.armed = True
+        self.failure: tuple[str, str] | None = None
+        self.bytes_read = 0
+        self._thread = threading.Thread(target=self._run, name=f"{name}-drain", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    chunk = self._sock.recv(65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                self._log.write(chunk)
+                with self._cv:
+                    self.bytes_read += len(chunk)
+                    self._buf += chunk
+                    if len(self._buf) > _BUFFER_CAP:  # nobody reading: keep the newest (the log has all)
+                        del self._buf[: len(self._buf) - _BUFFER_CAP]
+                    self._history += chunk
+                    if len(self._history) > 65536:
+                        cut = len(self._history) - 65536
+                        del self._history[:cut]
+                        self._scan_from = max(0, self._scan_from - cut)
+                    self._check_failures()
+                    self._cv.notify_all()
+        finally:
+            with self._cv:
+                self._eof = True
+                self._cv.notify_all()
+
+    def _check_failures(self) -> None:
+        if not self.armed or self.failure is not None:
+            return
+        window = bytes(self._history[max(0, self._scan_from - 512):])
+        for name, rx in self._watch:
+            m = rx.search(window)
+            if m:
+                self.failure = (name, m.group(0).decode(errors="replace"))
+                return
+        self._scan_from = len(self._history)
+
+    def read(self, size: int, timeout: float | None) -> bytes:
+        """Up to ``size`` buffered bytes; b"" after ``timeout``; raises pexpect.EOF at end of stream."""
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            while not self._buf:
+                if self._eof:
+                    raise pexpect.EOF("serial console closed (QEMU exited?)")
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    return b""
+                self._cv.wait(left)
+            data = bytes(self._buf[:size])
+            del self._buf[:size]
+            return data
+
+    def send(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    @property
+    def eof(self) -> bool:
+        return self._eof
+
+    def tail(self, lines: int = 40) -> str:
+        with self._cv:
+            text = bytes(self._history).decode(errors="replace")
+        return "\n".join(_ANSI.sub("", text).replace("\r", "").splitlines()[-lines:])
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._thread.join(5.0)
+        self._log.close()
+
+
+class _DrainSpawn(SpawnBase):  # type: ignore[misc]
+    """pexpect on top of a ConsoleDrain (the drain owns the socket)."""
+
+    def __init__(self, drain: ConsoleDrain, timeout: float) -> None:
+        super().__init__(timeout=timeout, maxread=65536, searchwindowsize=None,
+                         encoding="utf-8", codec_errors="replace")
+        self._drain = drain
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.delayafterread = None
+
+    def read_nonblocking(self, size: int = 1, timeout: float | None = -1) -> str:
+        if timeout == -1:
+            timeout = self.timeout
+        data = self._drain.read(size, timeout)
+        if not data:
+            raise pexpect.TIMEOUT("no console output")
+        text: str = self._decoder.decode(data, final=False)
+        self._log(text, "read")
+        return text
+
+    def send(self, s: str | bytes) -> int:
+        data = s.encode() if isinstance(s, str) else s
+        self._drain.send(data)
+        return len(data)
+
+    def sendline(self, s: str = "") -> int:
+        return self.send(s + "\r")
+
+    def isalive(self) -> bool:
+        return not self._drain.eof
+
+
+class SerialConsole:
+    """The guest's serial console. ``connect()``, then ``wait_for``/``login``/``run``.
+
+    Errors: GuestPanic (boot failure pattern, with console tail), GuestTimeout (deadline, with
+    tail), GuestDied (the stream closed: QEMU exited), GuestError (bad credentials).
+    """
+
+    PROMPT = "SEVKIT-SHELL# "
+
+    def __init__(self, socket_path: Path, log_path: Path, *, name: str = "console") -> None:
+        self.socket_path = socket_path
+        self.log_path = log_path
+        self.name = name
+        self._drain: ConsoleDrain | None = None
+        self._spawn: _DrainSpawn | None = None
+        self.logged_in = False
+
+    # -- connection ----------------------------------------------------------------------
+    def connect(self, deadline: Deadline) -> None:
+        """Connect to QEMU's chardev socket (retrying until it exists) and start draining."""
+        last: OSError | None = None
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(self.socket_path))
+                break
+            except OSError as exc:
+                sock.close()
+                last = exc
+            if deadline.expired:
+                raise GuestTimeout(f"{self.name}: serial socket {self.socket_path} not answering: {last}",
+                                   evidence={"socket": str(self.socket_path)})
+            time.sleep(0.05)
+        self.attach(sock)
+
+    def attach(self, sock: socket.socket) -> None:
+        """Use an already-connected socket (fakes, socketpairs)."""
+        self._drain = ConsoleDrain(sock, self.log_path, name=self.name)
+        self._spawn = _DrainSpawn(self._drain, timeout=30)
+
+    @property
+    def drain(self) -> ConsoleDrain:
+        if self._drain is None:
+            raise GuestError(f"{self.name}: console is not connected")
+        return self._drain
+
+    def tail(self, lines: int = 40) -> str:
+        return self._drain.tail(lines) if self._drain else ""
+
+    def _evidence(self, **extra: Any) -> dict[str, Any]:
+        return {"console_tail": self.tail(), "console_log": str(self.log_path), **extra}
+
+    def check_failure(self) -> None:
+        """Raise GuestPanic if the drain has seen a boot failure."""
+        if self._drain is not None and self._drain.failure is not None:
+            kind, text = self._drain.failure
+            raise GuestPanic(f"{self.name}: {kind} on the console: {text.strip()}\n--- console tail ---\n"
+                             f"{self.tail(25)}", evidence=self._evidence(failure=kind, line=text))
+
+    # -- expect --------------------------------------------------------------------------
+    def expect(self, patterns: Sequence[str], deadline: Deadline, what: str) -> tuple[int, str]:
+        """Wait until one of ``patterns`` (regexes) appears; return (index, text before + match).
+
+        Fails fast on a boot failure seen by the drain; raises GuestDied at end of stream.
+        """
+        spawn = self._spawn
+        if spawn is None:
+            raise GuestError(f"{self.name}: console is not connected")
+        while True:
+            self.check_failure()
+            try:
+                idx = spawn.expect(list(patterns), timeout=deadline.cap(0.5))
+                return int(idx), str(spawn.before) + str(spawn.after)
+            except pexpect.TIMEOUT:
+                if deadline.expired:
+                    self.check_failure()
+                    raise GuestTimeout(f"{self.name}: {what}: nothing matched within {deadline.seconds:.0f}s"
+                                       f"\n--- console tail ---\n{self.tail(25)}",
+                                       evidence=self._evidence(patterns=list(patterns))) from None
+            except pexpect.EOF:
+                self.check_failure()
+                raise GuestDied(f"{self.name}: console closed while waiting for {what} (QEMU exited?)"
+                                f"\n--- console tail ---\n{self.tail(25)}", evidence=self._evidence()) from None
+
+    def wait_for(self, pattern: str, deadline: Deadline) -> str:
+        """Wait for ``pattern``; return the console text up to and including it."""
+        return self.expect([pattern], deadline, f"waiting for {pattern!r}")[1]
+
+    def send(self, text: str) -> None:
+        if self._spawn is None:
+            raise GuestError(f"{self.name}: console is not connected")
+        self._spawn.send(text)
+
+    # -- login ---------------------------------------------------------------------------
+    def login(self, user: str, password: str, deadline: Deadline) -> None:
+        """Wait for ``login:``, log in, and make the shell quiet and machine-friendly:
+        no echo, a fixed prompt, printk silenced (``dmesg -n 1``).
+
+        Raises GuestError on refused credentials, GuestTimeout/GuestPanic/GuestDied otherwise.
+        """
+        assert self._spawn is not None
+        while True:
+            idx, _ = self._expect_nudging([r"login: ", r"\S[#$] "], deadline, "login prompt")
+            if idx == 1:        # already a shell (autologin)
+                break
+            self.send(user + "\r")
+            idx, _ = self.expect([r"[Pp]assword: ", r"\S[#$] "], deadline, "password prompt")
+            if idx == 0:
+                self.send(password + "\r")
+                idx, _ = self.expect([r"\S[#$] ", r"Login incorrect", r"login: "], deadline, "shell prompt")
+                if idx != 0:
+                    raise GuestError(f"{self.name}: serial login as {user!r} was refused",
+                                     evidence=self._evidence())
+            break
+        # Fixed prompt, no echo, quiet kernel, no bracketed-paste escapes.
+        self.send(f"stty -echo; export PS1='{self.PROMPT}' PS2='' TERM=dumb; unset PROMPT_COMMAND; "
+                  "dmesg -n 1 2>/dev/null; bind 'set enable-bracketed-paste off' 2>/dev/null; true\r")
+        self.expect([re.escape(self.PROMPT)], deadline, "shell set-up")
+        self.drain.armed = False  # the shell is up: typed text may now contain failure words
+        self.logged_in = True
+        self.run("true", timeout=max(deadline.remaining, 5.0))
+
+    def _expect_nudging(self, patterns: Sequence[str], deadline: Deadline, what: str) -> tuple[int, str]:
+        """Like expect, but press Enter after 15 s of silence (a getty that printed before we looked)."""
+        while True:
+            step = Deadline(deadline.cap(15.0))
+            try:
+                return self.expect(patterns, step, what)
+            except GuestTimeout:
+                if deadline.expired:
+                    raise
+                self.send("\r")
+
+    # -- commands ------------------------------------------------------------------------
+    def run(self, cmd: str, timeout: float | None = None) -> CommandResult:
+        """Run ``cmd`` in the logged-in shell (a subshell, stdin from /dev/null).
+
+        Returns CommandResult(transport="serial") with stdout, stderr and the exit status.
+        Raises GuestTimeout (console tail attached; Ctrl-C is sent so the shell recovers),
+        GuestPanic if the kernel panicked meanwhile, GuestDied if QEMU exited.
+        """
+        if not self.logged_in and cmd != "true":
+            raise GuestError(f"{self.name}: run() before login()")
+        m = "".join(secrets.choice(_MARKER_POOL) for _ in range(10))
+        typed = f"'{m[:4]}''{m[4:]}'"
+        err = f"/tmp/.sevkit-err.{m}"
+        line = (f"printf '%s\\n' {typed}; ( {cmd} ) </dev/null 2>{err}; __sk=$?; printf '%s\\n' {typed}; "
+                f"cat {err}; rm -f {err}; printf '%s %s\\n' {typed} $__sk\r")
+        rx = (rf"{m}\r?\n(?P<out>.*?){m}\r?\n(?P<err>.*?){m} (?P<rc>\d+)\r?\n")
+        start = time.monotonic()
+        deadline = Deadline(timeout if timeout is not None else 60.0)
+        self.send(line)
+        spawn = self._spawn
+        assert spawn is not None
+        try:
+            self.expect([rx], deadline, f"command {cmd!r}")
+        except GuestTimeout as exc:
+            self.send("\x03")
+            text = exc.evidence.get("console_tail", "")
+            for name, pat in BOOT_FAILURES[:2]:
+                if re.search(pat, text):
+                    raise GuestPanic(f"{self.name}: {name} while running {cmd!r}\n{self.tail(25)}",
+                                     evidence=self._evidence(cmd=cmd)) from None
+            raise
+        match = spawn.match
+        assert match is not None
+        return CommandResult(cmd=cmd, stdout=_clean(match.group("out")), stderr=_clean(match.group("err")),
+                             exit_status=int(match.group("rc")), duration=time.monotonic() - start,
+                             transport="serial")
+
+    def run_check(self, cmd: str, timeout: float | None = None) -> CommandResult:
+        return self.run(cmd, timeout).check()
+
+    def close(self) -> None:
+        if self._drain is not None:
+            self._drain.close()
+        self._spawn = None
+
+
+def _clean(text: str) -> str:
+    return _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "")
