@@ -1,0 +1,139 @@
+"""``sevkit attest``: verify, show, and fetch-vcek for SEV-SNP attestation reports.
+
+    sevkit attest verify [--json] REPORT --cert CERT [--chain PEM] [--nonce HEX] [--measurement HEX]
+                         [--vmpl N] [--min-tcb bl=3,tee=0,snp=8,ucode=115] [--host-data HEX]
+                         [--policy HEX] [--smt on|off] [--allow-debug] [--allow-migration-agent]
+                         [--id-key-digest HEX] [--author-key-digest HEX] [--at YYYY-MM-DD]
+    sevkit attest show [--json] REPORT
+    sevkit attest fetch-vcek REPORT [--product P] [--certs TABLE] [--cache DIR] [--kds-url URL] [-o FILE]
+
+Exit: 0 verified and every requested check holds; 1 not; 2 unusable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..attestation.appraise import Expectations, hex_bytes, parse_min_tcb
+from ..attestation.inputs import load_report, read_input_file
+from ..attestation.kds import KDS_URL, KdsClient, obtain_vcek
+from ..attestation.verdict import attest
+from ..errors import UsageError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("attest", help="verify and inspect SEV-SNP attestation reports",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="attest_command", metavar="ACTION")
+    sub.required = True
+
+    v = sub.add_parser("verify", help="verify a report against AMD's chain and the lab's expectations")
+    v.add_argument("report", help="report: raw binary, hex, base64, or an Azure HCL report")
+    v.add_argument("--cert", required=True, help="VCEK or VLEK (DER or PEM; a PEM bundle's leaf is used)")
+    v.add_argument("--chain", help="PEM with ASK/ASVK and ARK (default: the shipped AMD roots)")
+    v.add_argument("--nonce", help="expected REPORT_DATA, hex (up to 64 bytes, zero-padded)")
+    v.add_argument("--measurement", help="expected MEASUREMENT, 48 bytes hex")
+    v.add_argument("--vmpl", type=int, help="expected VMPL")
+    v.add_argument("--min-tcb", help="minimum reported TCB, e.g. bl=3,tee=0,snp=8,ucode=115[,fmc=N]")
+    v.add_argument("--host-data", help="expected HOST_DATA, 32 bytes hex")
+    v.add_argument("--id-key-digest", help="expected ID_KEY_DIGEST, 48 bytes hex")
+    v.add_argument("--author-key-digest", help="expected AUTHOR_KEY_DIGEST, 48 bytes hex")
+    v.add_argument("--policy", help="expected exact guest policy (e.g. 0x30000)")
+    v.add_argument("--smt", choices=("on", "off"), help="expected policy SMT bit")
+    v.add_argument("--allow-debug", action="store_true", help="accept the DEBUG policy bit")
+    v.add_argument("--allow-migration-agent", action="store_true", help="accept the MIGRATE_MA policy bit")
+    v.add_argument("--at", help="check certificate validity at this date (YYYY-MM-DD; default now)")
+    v.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    v.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("show", help="decode a report")
+    s.add_argument("report")
+    s.add_argument("--product", help="Milan, Genoa or Turin (v2 reports cannot tell Milan from Genoa)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_show)
+
+    f = sub.add_parser("fetch-vcek", help="get the VCEK for a report (certificate table, cache, AMD KDS)")
+    f.add_argument("report")
+    f.add_argument("--product", help="Milan, Genoa or Turin (needed for v2 reports)")
+    f.add_argument("--certs", help="certificate table from the extended report (auxblob)")
+    f.add_argument("--cache", help="cache folder: read first, and receives what is fetched")
+    f.add_argument("--kds-url", default=KDS_URL, help=f"KDS base URL (default {KDS_URL})")
+    f.add_argument("--offline", action="store_true", help="never contact the KDS")
+    f.add_argument("--timeout", type=float, default=60.0, help="total seconds for the KDS (default 60)")
+    f.add_argument("-o", "--output", help="write the DER here (default vcek.der)", default="vcek.der")
+    f.set_defaults(func=cmd_fetch_vcek)
+
+
+def _expectations(a: argparse.Namespace) -> Expectations:
+    policy = None
+    if a.policy is not None:
+        try:
+            policy = int(a.policy, 0)
+        except ValueError:
+            raise UsageError(f"--policy {a.policy!r} is not a number (e.g. 0x30000)") from None
+    return Expectations(
+        nonce=hex_bytes(a.nonce, "--nonce", 64, pad=True) if a.nonce else None,
+        measurement=hex_bytes(a.measurement, "--measurement", 48) if a.measurement else None,
+        vmpl=a.vmpl, min_tcb=parse_min_tcb(a.min_tcb) if a.min_tcb else None,
+        host_data=hex_bytes(a.host_data, "--host-data", 32) if a.host_data else None,
+        id_key_digest=hex_bytes(a.id_key_digest, "--id-key-digest", 48) if a.id_key_digest else None,
+        author_key_digest=hex_bytes(a.author_key_digest, "--author-key-digest", 48) if a.author_key_digest else None,
+        policy=policy, allow_debug=a.allow_debug, allow_migration_agent=a.allow_migration_agent,
+        smt=None if a.smt is None else a.smt == "on")
+
+
+def _at(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--at {text!r}: expected a date like 2025-06-01") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def cmd_verify(a: argparse.Namespace) -> int:
+    expectations = _expectations(a)
+    verdict = attest(read_input_file(a.report, "report"), read_input_file(a.cert, "certificate"),
+                     chain_data=read_input_file(a.chain, "chain") if a.chain else None,
+                     expectations=expectations, at=_at(a.at),
+                     report_source=a.report, cert_source=a.cert, chain_source=a.chain or "chain")
+    if a.json:
+        json.dump(verdict.to_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        print(verdict.text())
+    return 0 if verdict.ok else 1
+
+
+def cmd_show(a: argparse.Namespace) -> int:
+    report = load_report(read_input_file(a.report, "report"), a.report, product_hint=a.product)
+    if a.json:
+        json.dump(report.to_dict(), sys.stdout, indent=2)
+        print()
+        return 0
+    d = report.to_dict()
+    for key, value in d.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {value}")
+    return 0
+
+
+def cmd_fetch_vcek(a: argparse.Namespace) -> int:
+    report = load_report(read_input_file(a.report, "report"), a.report, product_hint=a.product)
+    got = obtain_vcek(report, product=a.product,
+                      cert_table=read_input_file(a.certs, "certificate table") if a.certs else None,
+                      cache_dir=Path(a.cache) if a.cache else None,
+                      kds=None if a.offline else KdsClient(base_url=a.kds_url, total_timeout=a.timeout))
+    Path(a.output).write_bytes(got.der)
+    print(f"VCEK from {got.source} -> {a.output}")
+    return 0

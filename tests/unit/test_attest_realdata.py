@@ -1,0 +1,223 @@
+"""Every real report in shared/realdata/attestation verifies with its own certificate and chain,
+with the fields PROVENANCE.md states, and fails under every other signing certificate.
+
+Also the table other attestation self-tests import (REALDATA, PAIRS, SIGNERS).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from sevkit.attestation import attest, load_certificates, load_report, split_leaf, verify_report
+from sevkit.attestation.certs import chain_from_certs, common_name
+
+REALDATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata"
+ATT = REALDATA / "attestation"
+
+
+def require_realdata() -> Path:
+    """Fail loudly (never skip) when the real captures are not beside the repo."""
+    if not (ATT / "virtee-sev" / "report_milan.bin").is_file():
+        pytest.fail(f"real attestation data missing at {ATT.resolve()} (expected <repo>/../shared/realdata)")
+    return ATT
+
+
+# The capture dates of reports signed by a VLEK: a VLEK lives one year, so the chain is checked
+# at a moment within the certificate's validity, as a verifier would have at capture time.
+AWS_CAPTURE = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Pair:
+    report: str
+    cert: str
+    chain: str
+    product: str
+    version: int
+    key: str
+    fw: str
+    tcb: tuple[int, int, int, int]     # BL, TEE, SNP, UCODE
+    fmt: str = "binary"
+    at: dt.datetime | None = None
+
+
+# From shared/realdata/PROVENANCE.md, "Attestation test vectors".
+PAIRS = [
+    Pair("virtee-sev/report_milan.bin", "virtee-sev/vcek_milan.der", "virtee-sev/cert_chain_milan",
+         "Milan", 2, "VCEK", "1.52.4", (3, 0, 8, 115)),
+    Pair("virtee-sev/report_milan.hex", "virtee-sev/vcek_milan.der", "virtee-sev/cert_chain_milan",
+         "Milan", 2, "VCEK", "1.52.4", (3, 0, 8, 115), fmt="hex"),
+    Pair("go-sev-guest/attestation.bin", "go-sev-guest/vcek.testcer", "go-sev-guest/ask_ark_milan.pem",
+         "Milan", 2, "VCEK", "1.49.3", (2, 0, 5, 68)),
+    Pair("constellation/attestation.bin", "constellation/vcek.cert", "constellation/certchain.pem",
+         "Milan", 2, "VCEK", "1.51.1", (2, 0, 6, 93)),
+    Pair("constellation/attestation.bin", "constellation/vcek.pem", "constellation/certchain.pem",
+         "Milan", 2, "VCEK", "1.51.1", (2, 0, 6, 93)),
+    Pair("constellation/aws_report.txt", "constellation/aws_vlek.pem", "constellation/aws_certchain.pem",
+         "Milan", 3, "VLEK", "1.55.29", (4, 0, 24, 217), fmt="base64", at=AWS_CAPTURE),
+    Pair("trustee/test-report.bin", "trustee/test-vcek.der", "trustee/milan_ask_ark_asvk.pem",
+         "Milan", 2, "VCEK", "1.52.4", (3, 0, 8, 115)),
+    Pair("trustee/hcl-report.bin", "trustee/vcek.pem", "trustee/vcek.pem",
+         "Milan", 2, "VCEK", "1.52.4", (3, 0, 8, 115), fmt="azure-hcl"),
+    Pair("trustee/hcl-report.snp-report.derived.bin", "trustee/vcek.pem", "trustee/vcek.pem",
+         "Milan", 2, "VCEK", "1.52.4", (3, 0, 8, 115)),
+    Pair("trustee/e2e-evidence.report.derived.bin", "trustee/e2e-evidence.vcek.derived.der",
+         "go-sev-guest/ask_ark_genoa.pem", "Genoa", 3, "VCEK", "1.55.40", (10, 0, 23, 25)),
+    Pair("oak/cb_report.extracted.bin", "oak/cb_vcek.extracted.der", "virtee-sev/cert_chain_milan",
+         "Milan", 3, "VCEK", "1.55.29", (4, 0, 24, 219)),
+    Pair("oak/milan_oc_release_report.extracted.bin", "oak/milan_oc_release_vcek.extracted.der",
+         "trustee/milan_ask_ark_asvk.pem", "Milan", 3, "VCEK", "1.55.29", (4, 0, 24, 219)),
+    Pair("oak/milan_rk_release_report.extracted.bin", "oak/milan_rk_release_vcek.extracted.der",
+         "go-sev-guest/ask_ark_milan.pem", "Milan", 3, "VCEK", "1.55.29", (4, 0, 24, 219)),
+    Pair("oak/genoa_oc_report.extracted.bin", "oak/genoa_oc_vcek.extracted.der",
+         "trustee/genoa_ask_ark_asvk.pem", "Genoa", 5, "VCEK", "1.55.43", (10, 0, 25, 84)),
+]
+
+# Every signing certificate (VCEK or VLEK) in the folder, including ones that sign no report here.
+SIGNERS = [
+    "virtee-sev/vcek_milan.der", "virtee-sev/vcek_turin.der", "go-sev-guest/vcek.testcer",
+    "constellation/vcek.cert", "constellation/vcek.pem", "constellation/aws_vlek.pem", "constellation/vlek.pem",
+    "trustee/test-vcek.der", "trustee/vcek.pem", "trustee/vcek-genoa.pem", "trustee/e2e-evidence.vcek.derived.der",
+    "oak/cb_vcek.extracted.der", "oak/milan_oc_release_vcek.extracted.der",
+    "oak/milan_rk_release_vcek.extracted.der", "oak/genoa_oc_vcek.extracted.der",
+]
+
+
+def read(rel: str) -> bytes:
+    return (require_realdata() / rel).read_bytes()
+
+
+def leaf_of(rel: str):  # type: ignore[no-untyped-def]
+    return split_leaf(load_certificates(read(rel), rel), rel)[0]
+
+
+def key_id(rel: str) -> str:
+    pub = leaf_of(rel).public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(pub).hexdigest()
+
+
+def _id(p: Pair) -> str:
+    return f"{p.report}@{Path(p.cert).name}"
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=_id)
+def test_report_verifies_with_shipped_roots(pair: Pair) -> None:
+    verdict = attest(read(pair.report), read(pair.cert), at=pair.at, report_source=pair.report)
+    failed = [c.line() for c in verdict.verification.checks if not c.passed]
+    assert verdict.verified and not failed, failed
+    names = {c.name for c in verdict.checks}
+    assert {"ark_self_signed", "report_signature", "cert_hwid_matches_chip_id"} <= names
+    assert verdict.verification.chain.source.startswith("sevkit/data/amd/")
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=_id)
+def test_report_verifies_with_its_own_chain_file(pair: Pair) -> None:
+    verdict = attest(read(pair.report), read(pair.cert), chain_data=read(pair.chain), at=pair.at)
+    assert verdict.verified, [c.line() for c in verdict.failed()]
+    # the chain file's ARK is the very AMD root we ship
+    pinned = next(c for c in verdict.checks if c.name == "ark_is_shipped_amd_root")
+    assert pinned.status == "pass", pinned.line()
+    inter = "asvk" if pair.key == "VLEK" else "ask"
+    assert any(c.name == f"{pair.key.lower()}_signed_by_{inter}" and c.status == "pass" for c in verdict.checks)
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=_id)
+def test_parsed_fields_match_provenance(pair: Pair) -> None:
+    v = attest(read(pair.report), read(pair.cert), at=pair.at).verification
+    r = v.report
+    assert r.version == pair.version
+    assert r.signing_key == pair.key and v.info.role == pair.key
+    assert str(r.current_fw) == pair.fw
+    t = r.reported_tcb
+    assert (t.bootloader, t.tee, t.snp, t.microcode) == pair.tcb
+    assert t.fmc is None and t.layout == "legacy"
+    assert v.product == pair.product
+    assert r.signature_algo == 1
+    assert r.policy.reserved_must_be_one
+    if pair.version >= 3:
+        assert r.product_source == "cpuid" and r.cpuid_fam_id == 0x19
+    else:
+        assert r.cpuid_fam_id is None and r.product_source == "certificate"
+    if pair.version >= 5:
+        assert r.launch_mit_vector is not None and r.current_mit_vector is not None
+    else:
+        assert r.launch_mit_vector is None
+    if pair.key == "VLEK":
+        assert not any(r.chip_id)
+
+
+def test_provenance_specific_values() -> None:
+    """Spot values PROVENANCE.md names beyond the table."""
+    go = load_report(read("go-sev-guest/attestation.bin"))
+    assert go.policy.raw == 0xB0000 and go.policy.debug and go.vmpl == 0
+    assert go.report_data == bytes([1, 2, 3, 4, 5]) + bytes(59)
+    const = load_report(read("constellation/attestation.bin"))
+    assert const.trailing_bytes == 20 and const.policy.raw == 0x3001F
+    virtee = load_report(read("virtee-sev/report_milan.bin"))
+    assert virtee.policy.raw == 0x30000 and virtee.reported_tcb.raw.hex() == "0300000000000873"
+    genoa = load_report(read("trustee/e2e-evidence.report.derived.bin"))
+    assert (genoa.cpuid_fam_id, genoa.cpuid_mod_id, genoa.cpuid_step) == (0x19, 0xA0, 2)
+    assert genoa.product == "Genoa"
+    aws = load_report(read("constellation/aws_report.txt"))
+    assert (aws.cpuid_fam_id, aws.cpuid_mod_id, aws.cpuid_step) == (0x19, 0x01, 1)
+
+
+def test_hcl_and_derived_report_are_the_same_bytes() -> None:
+    a = load_report(read("trustee/hcl-report.bin"))
+    b = load_report(read("trustee/hcl-report.snp-report.derived.bin"))
+    assert a.raw == b.raw == read("trustee/hcl-report.bin")[0x20:0x4C0]
+
+
+def test_expired_vlek_fails_today() -> None:
+    """The AWS VLEK expired 2025-12-10: without a capture time the verdict must say so."""
+    verdict = attest(read("constellation/aws_report.txt"), read("constellation/aws_vlek.pem"),
+                     at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    assert not verdict.verified
+    assert [c.name for c in verdict.verification.checks if not c.passed] == ["vlek_validity"]
+
+
+def _distinct_reports() -> list[Pair]:
+    seen: set[bytes] = set()
+    out = []
+    for p in PAIRS:
+        raw = load_report(read(p.report)).raw
+        if raw not in seen:
+            seen.add(raw)
+            out.append(p)
+    return out
+
+
+def test_every_report_fails_under_every_other_certificate() -> None:
+    """Cross-certificate negatives: N reports x M signing certificates with a different key."""
+    negatives = 0
+    for p in _distinct_reports():
+        own = key_id(p.cert)
+        report = load_report(read(p.report))
+        for signer in SIGNERS:
+            if key_id(signer) == own:
+                continue
+            v = verify_report(report, leaf_of(signer), at=p.at)
+            sig = next(c for c in v.checks if c.name == "report_signature")
+            assert sig.status == "fail" and not v.verified, f"{p.report} verified under {signer}"
+            negatives += 1
+    # 11 distinct reports x 14 other keys (15 signer files; constellation's VCEK is in two of them)
+    assert len(_distinct_reports()) == 11
+    assert negatives == 11 * 14 - 1
+    print(f"cross-certificate negatives: {negatives}")
+
+
+def test_own_chain_file_for_the_wrong_generation_is_refused_or_fails() -> None:
+    """A Milan VCEK with a Genoa chain: the ASK did not sign it."""
+    p = PAIRS[0]
+    genoa = load_certificates(read("go-sev-guest/ask_ark_genoa.pem"))
+    chain = chain_from_certs(genoa, source="genoa")
+    v = verify_report(load_report(read(p.report)), leaf_of(p.cert), chain)
+    assert not v.verified
+    assert {c.name for c in v.failed()} >= {"vcek_signed_by_ask", "product_matches_chain"}
+    assert common_name(chain.ark.subject) == "ARK-Genoa"
