@@ -123,21 +123,20 @@ def booted(tmp_path: Path) -> Iterator[tuple[GuestImage, GuestCredentials, Conso
             "-drive", f"if=virtio,format=qcow2,file={overlay},cache=unsafe",
             "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", image.append,
             *creds.fw_cfg_args()]
-    qemu_log = open(tmp_path / "qemu.log", "wb")
-    t0 = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=qemu_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-    console = None
-    try:
-        console = Console(serial, Deadline(10))
-        yield image, creds, console, port, t0, tmp_path
-    finally:
-        if console is not None:
-            console.close()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        qemu_log.close()
+    with open(tmp_path / "qemu.log", "wb") as qemu_log:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=qemu_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)   # own process group: killed as a whole below
+        console = None
+        try:
+            console = Console(serial, Deadline(10))
+            yield image, creds, console, port, t0, tmp_path
+        finally:
+            if console is not None:
+                console.close()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
 
 def _pinned_client(host_key_line: str, port: int) -> paramiko.SSHClient:
