@@ -1,15 +1,18 @@
 """The pure scanner: many needles over a byte stream, a buffer or a file; hits, gpas, entropy.
 
-Speed comes from CPython's ``bytes.find``/``mmap.find`` (a C fast-search with a memchr-like
-skip loop): the data is walked in cache-sized chunks and every needle is searched in a chunk
-while it is still hot in the CPU cache, so memory is read once however many needles there
-are. Files are split into ranges scanned by forked workers over a shared ``mmap`` (page
-cache, no copies). Every range or chunk overlaps the next by ``longest needle - 1`` bytes and a
-hit is reported only by the range it starts in, so hits straddling a boundary are found once.
+Speed comes from glibc's ``memmem`` (SIMD-assisted, about 3.5x CPython's ``bytes.find`` on
+random data here; ``bytes.find`` remains the fallback without glibc), called through ctypes on
+``mmap``ed page-cache pages: the data is walked in cache-sized chunks and every needle is
+searched in a chunk while it is still hot in the CPU cache, so memory is read once however
+many needles there are. Files are split into ranges scanned by forked workers (no copies).
+Every range or chunk overlaps the next by ``longest needle - 1`` bytes and a hit is reported
+only by the range it starts in, so hits straddling a boundary are found once.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import mmap
 import multiprocessing
@@ -190,10 +193,68 @@ def _scan_range(buf: Any, needles: Sequence[bytes], lo: int, hi: int, size: int,
     return counts, offs
 
 
+class _CBuf:
+    """A haystack at a raw address, searched with libc memmem; positions are relative to ``base``."""
+
+    def __init__(self, base: int, keep: object = None) -> None:
+        self.base = base
+        self._keep = keep    # the object owning the memory stays alive as long as this does
+
+    @classmethod
+    def of_bytes(cls, data: bytes) -> _CBuf:
+        ptr = ctypes.c_char_p(data)   # points into the bytes object itself, no copy
+        return cls(ctypes.cast(ptr, ctypes.c_void_p).value or 0, (data, ptr))
+
+    def find(self, needle: bytes, start: int, end: int) -> int:
+        if end - start < len(needle):
+            return -1
+        assert _MEMMEM is not None
+        r = _MEMMEM(self.base + start, end - start, needle, len(needle))
+        return -1 if not r else int(r) - self.base
+
+
+def _load_libc() -> tuple[Any, Any, Any]:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        memmem, mmap_, munmap = libc.memmem, libc.mmap, libc.munmap
+    except (OSError, AttributeError):
+        return None, None, None
+    memmem.restype = ctypes.c_void_p
+    memmem.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+    mmap_.restype = ctypes.c_void_p
+    mmap_.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return memmem, mmap_, munmap
+
+
+_MEMMEM, _MMAP, _MUNMAP = _load_libc()
+_MAP_FAILED = ctypes.c_void_p(-1).value
+_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0x8000)
+
+
+def _haystack(data: bytes) -> Any:
+    return _CBuf.of_bytes(data) if _MEMMEM is not None else data
+
+
 def _worker(path: str, needles: Sequence[bytes], lo: int, hi: int, size: int,
             limit: int) -> tuple[dict[bytes, int], dict[bytes, list[int]]]:
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        return _scan_range(mm, needles, lo, hi, size, limit)
+    """Scan hits starting in [lo, hi) of the file: map only that range (plus the overlap)."""
+    longest = max(len(n) for n in needles)
+    with open(path, "rb") as fh:
+        if _MEMMEM is None or _MMAP is None:
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                return _scan_range(mm, needles, lo, hi, size, limit)
+        map_lo = lo - lo % mmap.ALLOCATIONGRANULARITY
+        length = min(hi + longest - 1, size) - map_lo
+        # MAP_POPULATE maps every page-cache page up front instead of one fault per page
+        addr = _MMAP(None, length, mmap.PROT_READ, mmap.MAP_SHARED | _MAP_POPULATE, fh.fileno(), map_lo)
+        if addr is None or addr == _MAP_FAILED:
+            err = ctypes.get_errno()
+            raise InputError(f"scan: {path}: cannot map ({os.strerror(err)})")
+        try:
+            return _scan_range(_CBuf(addr - map_lo), needles, lo, hi, size, limit)
+        finally:
+            _MUNMAP(addr, length)
 
 
 def default_workers() -> int:
@@ -241,9 +302,9 @@ def scan_buffer(buf: bytes | bytearray | memoryview | mmap.mmap, needles: Iterab
     """Scan an in-memory buffer (one process)."""
     nds = check_needles(needles)
     t0 = time.perf_counter()
-    data: Any = bytes(buf) if isinstance(buf, memoryview) else buf
+    data = bytes(buf)    # in-memory inputs are small; files go through scan_file
     size = len(data)
-    counts, offs = _scan_range(data, nds, 0, size, size, limit)
+    counts, offs = _scan_range(_haystack(data), nds, 0, size, size, limit)
     ent = _sample_entropy(data, size, entropy_samples) if entropy_samples else None
     return ScanResult(nds, _hits(nds, offs, to_gpa), counts, size, time.perf_counter() - t0,
                       entropy=ent)
@@ -279,11 +340,12 @@ class StreamScanner:
         data = self.carry + bytes(chunk)
         start_off = self.pos - len(self.carry)   # stream offset of data[0]
         size = len(data)
+        hay = _haystack(data)
         for nd in self.needles:
             # skip hits that lay wholly in the carry: the previous feed already counted them
             first = max(0, len(self.carry) - len(nd) + 1)
             tmp: list[int] = []
-            self.counts[nd] += _find_all(data, nd, first, size, size, tmp,
+            self.counts[nd] += _find_all(hay, nd, first, size, size, tmp,
                                          self.limit - len(self.offs[nd]))
             self.offs[nd].extend(start_off + p for p in tmp)
         if self.entropy is not None:
@@ -406,7 +468,7 @@ def scan_file(path: str | os.PathLike[str], needles: Iterable[bytes], *, workers
         nw = workers or default_workers()
         nw = max(1, min(nw, size // (64 << 20) or 1))    # small files: forking costs more than it saves
         if nw == 1:
-            counts, offs = _scan_range(mm, nds, 0, size, size, limit)
+            counts, offs = _worker(str(p), nds, 0, size, size, limit)
         else:
             bounds = [size * i // nw for i in range(nw + 1)]
             ctx = multiprocessing.get_context("fork")

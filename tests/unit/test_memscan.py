@@ -99,7 +99,31 @@ def test_hit_offsets_capped_but_counted() -> None:
     assert res.to_json()["offsets_truncated"] is True
 
 
-def test_file_scan_two_workers_matches_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=["memmem", "bytes.find"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with glibc memmem and again with the pure-Python fallback."""
+    if request.param == "bytes.find":
+        monkeypatch.setattr(S, "_MEMMEM", None)
+    else:
+        assert S._MEMMEM is not None, "glibc memmem not found: the fast path is not tested"
+    return str(request.param)
+
+
+def test_both_engines_agree(engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(S, "CHUNK", 4096)
+    data = bytearray(rnd(50_000, seed=11))
+    where = [0, 4096 - 5, 4096 * 3 - 23, 50_000 - 24]
+    for w in where:
+        data[w:w + 24] = NEEDLE
+    f = tmp_path / "d.bin"
+    f.write_bytes(bytes(data))
+    assert offsets(S.scan_buffer(bytes(data), [NEEDLE, b"aa"]), NEEDLE) == where
+    assert offsets(S.scan_file(f, [NEEDLE], workers=1, entropy_samples=0), NEEDLE) == where
+    assert offsets(S.scan_stream(io.BytesIO(bytes(data)), [NEEDLE], chunk_size=999), NEEDLE) == where
+
+
+def test_file_scan_two_workers_matches_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           engine: str) -> None:
     monkeypatch.setattr(S, "CHUNK", 1 << 16)
     size = 130 << 20   # > 2 x 64 MiB so that two workers are used
     f = tmp_path / "big.bin"

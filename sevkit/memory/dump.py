@@ -1,0 +1,488 @@
+"""Reading a running guest's memory from the host, three ways, each saying what it covered.
+
+    elf       QMP dump-guest-memory (paging=false), an ELF whose PT_LOAD headers give the
+              guest-physical ranges; detach=true, then wait for DUMP_COMPLETED
+    pmemsave  QMP pmemsave of every guest RAM range (q35 splits RAM >= 2816 MiB around the
+              PCI hole, qemu-tcg-notes P9), one raw file per range
+    procmem   /proc/<qemu pid>/mem at the RAM block's host address (HMP gpa2hva, checked
+              against /proc/<pid>/maps), streamed into the scanner: no file, no disk (P10)
+
+Dump files are created 0600 in a scratch folder (never the evidence folder) after checking
+free space, and removed after the scan unless ``keep`` is set. Nothing here knows pytest or
+GuestVM: callers pass a QMP-like object, a pid and a RAM size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import stat
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import DumpError, SevkitError
+from .scan import STREAM_CHUNK, Hit, ScanResult, StreamScanner, scan_file
+
+MiB = 1 << 20
+GiB = 1 << 30
+FOUR_GIB = 4 * GiB
+METHODS = ("procmem", "elf", "pmemsave")
+SPACE_MARGIN = 64 * MiB        # ELF headers, notes and ROM segments, plus slack
+GUEST_MEMFD_KERNEL = (6, 11)   # SNP private memory lives in guest_memfd, unmapped by QEMU
+
+
+class QmpLike(Protocol):
+    """What dumps need from a QMP client (sevkit.qemu.qmp.Qmp fits)."""
+
+    def execute(self, cmd: str, args: Mapping[str, object] | None = None, timeout: float = 30.0) -> Any: ...
+
+    def event_wait(self, name: str, timeout: float) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RamRange:
+    gpa: int
+    size: int
+
+    @property
+    def end(self) -> int:
+        return self.gpa + self.size
+
+    def to_json(self) -> dict[str, Any]:
+        return {"gpa": f"{self.gpa:#x}", "size": self.size}
+
+
+def ram_ranges(ram_bytes: int, machine: str = "q35") -> list[RamRange]:
+    """Guest-physical RAM layout of an x86 PC machine (QEMU hw/i386/pc_q35.c, pc_piix.c).
+
+    q35: RAM >= 0xb0000000 (2816 MiB) keeps 2 GiB below 4 GiB and the rest from 4 GiB up.
+    pc (i440fx): RAM >= 0xe0000000 keeps 3 GiB below 4 GiB.
+    """
+    if machine.startswith("q35") or "q35" in machine:
+        lowmem = 0x80000000 if ram_bytes >= 0xB0000000 else ram_bytes
+    else:
+        lowmem = 0xC0000000 if ram_bytes >= 0xE0000000 else ram_bytes
+    out = [RamRange(0, lowmem)]
+    if ram_bytes > lowmem:
+        out.append(RamRange(FOUR_GIB, ram_bytes - lowmem))
+    return out
+
+
+@dataclass
+class Coverage:
+    """How much of the guest's RAM a method read, and why the rest was not read."""
+
+    method: str
+    ram_bytes: int
+    ranges_read: list[RamRange] = field(default_factory=list)
+    unreadable: list[tuple[RamRange, str]] = field(default_factory=list)
+    private_readable: bool = True     # False: private memory is not reachable by the host at all
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(r.size for r in self.ranges_read)
+
+    @property
+    def complete(self) -> bool:
+        return self.bytes_read >= self.ram_bytes and not self.unreadable and self.private_readable
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "ram_bytes": self.ram_bytes,
+            "bytes_read": self.bytes_read,
+            "fraction": round(self.bytes_read / self.ram_bytes, 6) if self.ram_bytes else None,
+            "complete": self.complete,
+            "ranges_read": [r.to_json() for r in self.ranges_read],
+            "unreadable": [{**r.to_json(), "reason": why} for r, why in self.unreadable],
+            "private_memory_readable_by_host": self.private_readable,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class MemoryScan:
+    """One method's acquisition + scan: what it read, what it found, how long it took."""
+
+    method: str
+    coverage: Coverage
+    result: ScanResult
+    acquire_seconds: float
+    scan_seconds: float
+    files: list[str] = field(default_factory=list)   # dump file names (deleted unless kept)
+    kept: bool = False
+
+    def count(self, needle: bytes) -> int:
+        return self.result.count(needle)
+
+    def hits(self, needle: bytes) -> list[Hit]:
+        return [h for h in self.result.hits if h.needle == needle]
+
+    def to_json(self) -> dict[str, Any]:
+        """The evidence summary. Needles appear only as SHA-256 digests, never as bytes."""
+        return {
+            "method": self.method,
+            "coverage": self.coverage.to_json(),
+            "scan": self.result.to_json(hide_needles=True),
+            "acquire_seconds": round(self.acquire_seconds, 3),
+            "scan_seconds": round(self.scan_seconds, 3),
+            "dump_files": self.files,
+            "dump_files_kept": self.kept,
+        }
+
+
+# --- scratch space -----------------------------------------------------------------------
+
+def check_space(folder: Path, need: int, *, statvfs: Callable[[str], Any] = os.statvfs) -> int:
+    """Raise DumpError unless ``folder`` has ``need`` bytes free; return what is free."""
+    try:
+        st = statvfs(str(folder))
+    except OSError as exc:
+        raise DumpError(f"dump folder {folder}: {exc.strerror}", evidence={"folder": str(folder)}) from None
+    free = int(st.f_bavail) * int(st.f_frsize)
+    if free < need:
+        raise DumpError(f"not enough room for a memory dump in {folder}: need {need / MiB:.0f} MiB, "
+                        f"{free / MiB:.0f} MiB free", evidence={"folder": str(folder), "need": need, "free": free})
+    return free
+
+
+def _new_private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 before QEMU writes it (QEMU truncates, keeps the mode)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise DumpError(f"cannot create dump file {path}: {exc.strerror}", evidence={"path": str(path)}) from None
+    os.close(fd)
+
+
+def _secure(path: Path) -> None:
+    os.chmod(path, 0o600)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode != 0o600:
+        raise DumpError(f"dump file {path} has mode {mode:o}, not 600", evidence={"path": str(path)})
+
+
+def remove_dumps(paths: Iterable[Path]) -> None:
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def _qmp(qmp: QmpLike, cmd: str, args: Mapping[str, object] | None, timeout: float) -> Any:
+    """A QMP call whose failure (QmpError, timeout) becomes a DumpError with QEMU's words."""
+    try:
+        return qmp.execute(cmd, args, timeout=timeout)
+    except DumpError:
+        raise
+    except SevkitError as exc:
+        raise DumpError(f"{cmd}: {exc}", evidence={"command": cmd, **exc.evidence}) from exc
+
+
+def _timeout(ram_bytes: int, per_gib: float) -> float:
+    return max(30.0, per_gib * ram_bytes / GiB)
+
+
+# --- the three methods -------------------------------------------------------------------
+
+def dump_elf(qmp: QmpLike, folder: Path, ram_bytes: int, *, per_gib: float = 60.0, name: str = "guest.elf",
+             statvfs: Callable[[str], Any] = os.statvfs) -> Path:
+    """QMP dump-guest-memory into ``folder/name`` (ELF, paging=false, detached). Returns the path.
+
+    Raises DumpError (no room, QMP refused, DUMP_COMPLETED with an error, timeout).
+    """
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_space(folder, ram_bytes + SPACE_MARGIN, statvfs=statvfs)
+    path = folder / name
+    _new_private_file(path)
+    timeout = _timeout(ram_bytes, per_gib)
+    try:
+        _qmp(qmp, "dump-guest-memory", {"paging": False, "protocol": f"file:{path}", "detach": True}, 30.0)
+        try:
+            ev = qmp.event_wait("DUMP_COMPLETED", timeout)
+        except SevkitError as exc:
+            raise DumpError(f"dump-guest-memory: no DUMP_COMPLETED within {timeout:.0f}s: {exc}",
+                            evidence={"path": str(path), "timeout_s": timeout}) from exc
+        data = ev.get("data", {}) or {}
+        if data.get("error"):
+            raise DumpError(f"dump-guest-memory failed: {data['error']}",
+                            evidence={"path": str(path), "event": data})
+        _secure(path)
+        return path
+    except BaseException:
+        remove_dumps([path])
+        raise
+
+
+def dump_pmemsave(qmp: QmpLike, folder: Path, ranges: Sequence[RamRange], *, per_gib: float = 60.0,
+                  statvfs: Callable[[str], Any] = os.statvfs) -> list[tuple[RamRange, Path]]:
+    """QMP pmemsave of each RAM range into its own 0600 file. Returns (range, path) pairs."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_space(folder, sum(r.size for r in ranges) + SPACE_MARGIN, statvfs=statvfs)
+    out: list[tuple[RamRange, Path]] = []
+    try:
+        for r in ranges:
+            path = folder / f"pmem-{r.gpa:#x}.raw"
+            _new_private_file(path)
+            out.append((r, path))
+            _qmp(qmp, "pmemsave", {"val": r.gpa, "size": r.size, "filename": str(path)},
+                 _timeout(r.size, per_gib))
+            _secure(path)
+            if path.stat().st_size != r.size:
+                raise DumpError(f"pmemsave wrote {path.stat().st_size} of {r.size} bytes for gpa {r.gpa:#x}",
+                                evidence={"path": str(path)})
+        return out
+    except BaseException:
+        remove_dumps(p for _, p in out)
+        raise
+
+
+_GPA2HVA = re.compile(r"Host virtual address for (0x[0-9a-fA-F]+) \(([^)]*)\) is (0x[0-9a-fA-F]+)")
+
+
+def gpa2hva(qmp: QmpLike, gpa: int) -> tuple[int, str]:
+    """Host virtual address and RAM block name of a guest-physical address (HMP gpa2hva)."""
+    out = str(_qmp(qmp, "human-monitor-command", {"command-line": f"gpa2hva {gpa:#x}"}, 10.0))
+    m = _GPA2HVA.search(out)
+    if not m:
+        raise DumpError(f"gpa2hva {gpa:#x}: unexpected answer {out.strip()[:200]!r}",
+                        evidence={"gpa": gpa, "answer": out[:500]})
+    return int(m.group(3), 16), m.group(2)
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping_:
+    start: int
+    end: int
+    perms: str
+    path: str
+
+
+def read_maps(pid: int) -> list[Mapping_]:
+    try:
+        text = Path(f"/proc/{pid}/maps").read_text()
+    except OSError as exc:
+        raise DumpError(f"cannot read /proc/{pid}/maps: {exc.strerror}", evidence={"pid": pid}) from None
+    out = []
+    for line in text.splitlines():
+        parts = line.split(maxsplit=5)
+        lo, hi = parts[0].split("-")
+        out.append(Mapping_(int(lo, 16), int(hi, 16), parts[1], parts[5] if len(parts) > 5 else ""))
+    return out
+
+
+Span = tuple[int, int]
+
+
+def mapped_spans(maps: Sequence[Mapping_], start: int, size: int) -> tuple[list[Span], list[Span]]:
+    """Split [start, start+size) into readable (mapped 'r') and unmapped spans, as (offset, length)."""
+    readable: list[tuple[int, int]] = []
+    cur = start
+    end = start + size
+    for m in sorted(maps, key=lambda m: m.start):
+        if m.end <= cur or "r" not in m.perms:
+            continue
+        if m.start >= end:
+            break
+        if m.start > cur:
+            break    # a hole at cur
+        hi = min(m.end, end)
+        readable.append((cur - start, hi - cur))
+        cur = hi
+        if cur >= end:
+            break
+    # anything not covered contiguously from the start is reported missing (conservative)
+    missing = [] if cur >= end else [(cur - start, end - cur)]
+    merged: list[tuple[int, int]] = []
+    for off, ln in readable:
+        if merged and merged[-1][0] + merged[-1][1] == off:
+            merged[-1] = (merged[-1][0], merged[-1][1] + ln)
+        else:
+            merged.append((off, ln))
+    return merged, missing
+
+
+def scan_procmem(pid: int, qmp: QmpLike, ranges: Sequence[RamRange], needles: Sequence[bytes], *,
+                 chunk: int = STREAM_CHUNK, entropy_every: int = 64,
+                 private_readable: bool = True, private_reason: str = "") -> MemoryScan:
+    """Stream each RAM range from /proc/<pid>/mem into the scanner; hits carry gpas as offsets."""
+    t0 = time.perf_counter()
+    cov = Coverage("procmem", sum(r.size for r in ranges), private_readable=private_readable)
+    if not private_readable:
+        cov.notes.append(private_reason)
+    maps = read_maps(pid)
+    plan: list[tuple[RamRange, int, str]] = []
+    for r in ranges:
+        hva, block = gpa2hva(qmp, r.gpa)
+        spans, missing = mapped_spans(maps, hva, r.size)
+        for off, ln in missing:
+            cov.unreadable.append((RamRange(r.gpa + off, ln), f"not mapped in QEMU at {hva + off:#x}"))
+        for off, ln in spans:
+            plan.append((RamRange(r.gpa + off, ln), hva + off, block))
+        cov.notes.append(f"gpa {r.gpa:#x}+{r.size:#x} -> {block} at host {hva:#x}")
+    scanner = StreamScanner(needles, entropy_every=entropy_every, to_gpa=lambda off: off)
+    try:
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+    except OSError as exc:
+        raise DumpError(f"cannot open /proc/{pid}/mem: {exc.strerror} (root or ptrace rights over QEMU needed)",
+                        evidence={"pid": pid}) from None
+    try:
+        for r, hva, _block in plan:
+            # the scanner's offsets are guest-physical: restart the stream at this range's gpa
+            scanner.carry, scanner.pos = b"", r.gpa
+            done = 0
+            while done < r.size:
+                n = min(chunk, r.size - done)
+                try:
+                    data = os.pread(fd, n, hva + done)
+                except OSError as exc:
+                    cov.unreadable.append((RamRange(r.gpa + done, r.size - done),
+                                           f"read failed at host {hva + done:#x}: {exc.strerror}"))
+                    break
+                if not data:
+                    cov.unreadable.append((RamRange(r.gpa + done, r.size - done), "short read (EOF)"))
+                    break
+                scanner.feed(data)
+                done += len(data)
+            if done:
+                cov.ranges_read.append(RamRange(r.gpa, done))
+    finally:
+        os.close(fd)
+    res = scanner.result()
+    res.bytes_scanned = cov.bytes_read
+    elapsed = time.perf_counter() - t0
+    res.seconds = elapsed
+    return MemoryScan("procmem", cov, res, acquire_seconds=elapsed, scan_seconds=elapsed)
+
+
+def _ranges_from_segments(result: ScanResult, ram: Sequence[RamRange]) -> tuple[list[RamRange], list[RamRange]]:
+    """ELF segments that are guest RAM, and RAM not present in the ELF."""
+    segs = result.segments or []
+    read: list[RamRange] = []
+    for s in segs:
+        for r in ram:
+            lo, hi = max(s.gpa, r.gpa), min(s.gpa + s.size, r.end)
+            if hi > lo:
+                read.append(RamRange(lo, hi - lo))
+    missing: list[RamRange] = []
+    for r in ram:
+        cur = r.gpa
+        for x in sorted((x for x in read if r.gpa <= x.gpa < r.end), key=lambda x: x.gpa):
+            if x.gpa > cur:
+                missing.append(RamRange(cur, x.gpa - cur))
+            cur = max(cur, x.end)
+        if cur < r.end:
+            missing.append(RamRange(cur, r.end - cur))
+    return read, missing
+
+
+def acquire_and_scan(method: str, *, qmp: QmpLike, pid: int, ram_bytes: int, needles: Sequence[bytes],
+                     folder: Path, machine: str = "q35", keep: bool = False, per_gib: float = 60.0,
+                     private_readable: bool = True, private_reason: str = "",
+                     statvfs: Callable[[str], Any] = os.statvfs) -> MemoryScan:
+    """Read guest memory with ``method`` and scan it. Dump files are removed unless ``keep``."""
+    ram = ram_ranges(ram_bytes, machine)
+    if method == "procmem":
+        return scan_procmem(pid, qmp, ram, needles, private_readable=private_readable,
+                            private_reason=private_reason)
+    if method not in METHODS:
+        raise DumpError(f"unknown dump method {method!r}; known: {', '.join(METHODS)}")
+    files: list[Path] = []
+    try:
+        t0 = time.perf_counter()
+        if method == "elf":
+            path = dump_elf(qmp, folder, ram_bytes, per_gib=per_gib, statvfs=statvfs)
+            files = [path]
+            t1 = time.perf_counter()
+            res = scan_file(path, needles)
+            if res.segments is None:
+                raise DumpError(f"dump-guest-memory wrote {path.name}, which is not an ELF file")
+            read, missing = _ranges_from_segments(res, ram)
+            cov = Coverage("elf", ram_bytes, read, [(m, "absent from the ELF program headers") for m in missing],
+                           private_readable=private_readable)
+            cov.notes.append(f"{len(res.segments)} PT_LOAD segments, {sum(s.size for s in res.segments)} bytes")
+        else:
+            pairs = dump_pmemsave(qmp, folder, ram, per_gib=per_gib, statvfs=statvfs)
+            files = [p for _, p in pairs]
+            t1 = time.perf_counter()
+            parts = []
+            for r, p in pairs:
+                part = scan_file(p, needles)
+                base = r.gpa
+                part.hits = [Hit(h.needle, h.offset, base + h.offset) for h in part.hits]
+                parts.append(part)
+            res = merge_results(parts)
+            cov = Coverage("pmemsave", ram_bytes, [r for r, _ in pairs], private_readable=private_readable)
+            if len(ram) > 1:
+                cov.notes.append("RAM is split around the PCI hole: one pmemsave per range (P9)")
+        if not private_readable:
+            cov.notes.append(private_reason)
+        t2 = time.perf_counter()
+        return MemoryScan(method, cov, res, t1 - t0, t2 - t1, [p.name for p in files], keep)
+    finally:
+        if not keep:
+            remove_dumps(files)
+
+
+def merge_results(parts: Sequence[ScanResult]) -> ScanResult:
+    """One ScanResult from several (ranges or files) scanned with the same needles."""
+    first = parts[0]
+    counts = {n: sum(p.count(n) for p in parts) for n in first.needles}
+    hits = [h for p in parts for h in p.hits]
+    ent = None
+    if any(p.entropy for p in parts):
+        from .scan import EntropyStats
+        ent = EntropyStats()
+        for p in parts:
+            if p.entropy:
+                ent.pages_total += p.entropy.pages_total
+                ent.pages_sampled += p.entropy.pages_sampled
+                ent.zero_pages += p.entropy.zero_pages
+                ent.high_entropy_pages += p.entropy.high_entropy_pages
+                ent.values.extend(p.entropy.values)
+    return ScanResult(list(first.needles), hits, counts, sum(p.bytes_scanned for p in parts),
+                      sum(p.seconds for p in parts), max(p.workers for p in parts), ent,
+                      notes=[n for p in parts for n in p.notes])
+
+
+def kernel_version(release: str) -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def private_memory_view(kind: str, host_kernel_release: str) -> tuple[bool, str]:
+    """Can the host read private guest memory (as ciphertext) at all?
+
+    SEV/SEV-ES: yes, the pages are in QEMU's mapping, encrypted. SEV-SNP on a guest_memfd host
+    (kernel >= 6.11): no, private pages are not mapped into QEMU (sev-facts §8.7).
+    """
+    if kind == "sev-snp" and kernel_version(host_kernel_release) >= GUEST_MEMFD_KERNEL:
+        return False, (f"SEV-SNP on host kernel {host_kernel_release}: private pages live in guest_memfd, "
+                       "which QEMU does not map; only the shared view was read")
+    return True, ""
+
+
+def procmem_readable(pid: int) -> bool:
+    try:
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def default_method(pid: int, ram_bytes: int, machine: str = "q35") -> str:
+    """The cheapest method that covers all guest RAM: /proc/<pid>/mem (no disk) when QEMU's
+    memory is readable, else the ELF dump (its headers state the ranges; pmemsave needs the
+    layout guessed right)."""
+    del ram_bytes, machine
+    return "procmem" if procmem_readable(pid) else "elf"
+
+
+def free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
