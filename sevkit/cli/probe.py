@@ -1,0 +1,108 @@
+"""``sevkit probe`` (grade a host) and ``sevkit collect`` (save its raw inputs as a bundle).
+
+Exit codes: 0 the --expect profile holds, 1 it does not, 2 usage or access error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..errors import HostProbeError, UsageError
+from ..host import PROFILES, HostReport, collect, grade, parse_target, read_bundle, write_bundle
+from . import EXIT_ERROR, EXIT_FAIL, EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("probe", help="grade a host for SEV, SEV-ES and SEV-SNP",
+                       description="Grade a host (local, over SSH, or from a 'sevkit collect' bundle). "
+                                   "Exit 0 when the --expect profile holds, 1 when not, 2 on usage/access errors.")
+    _target_opts(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object (features, checks, identity)")
+    p.add_argument("--expect", default="none", metavar="PROFILE",
+                   help="profile the host must deliver: none (default), sev, sev-es, sev-snp")
+    p.add_argument("--bundle", metavar="FILE", help="grade a bundle written by 'sevkit collect' instead of a host")
+    p.set_defaults(func=probe_cmd)
+
+    c = sub.add_parser("collect", help="save every raw input of the probe into a bundle",
+                       description="Collect the probe's raw inputs (CPUID, MSRs, sysfs, ioctls, dmesg, versions) "
+                                   "into a .tar.gz that 'sevkit probe --bundle' grades anywhere.")
+    _target_opts(c)
+    c.add_argument("-o", "--output", required=True, metavar="FILE", help="bundle to write (.tar.gz)")
+    c.set_defaults(func=collect_cmd)
+
+
+def _target_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", default="local", help="local (default) or ssh://user@host[:port]")
+    p.add_argument("--identity", metavar="KEY", help="SSH private key for --target ssh://...")
+
+
+def _profile(value: str) -> str:
+    v = value.strip().lower()
+    if v not in PROFILES:
+        raise UsageError(f"--expect {value!r}: expected one of {', '.join(PROFILES)}")
+    return v
+
+
+def probe_cmd(args: argparse.Namespace) -> int:
+    profile = _profile(args.expect)
+    if args.bundle:
+        if args.target != "local" or args.identity:
+            raise UsageError("--bundle grades a saved bundle: it cannot be combined with --target/--identity")
+        raw = read_bundle(args.bundle)
+    else:
+        raw = collect(parse_target(args.target), args.identity)
+    report = grade(raw)
+    verdict = report.verdict(profile)
+    if args.json:
+        out = report.to_json()
+        out["profile"] = {"expect": profile, "holds": verdict.holds,
+                          "missing": list(verdict.missing),
+                          "failures": [c.id for c in verdict.failures],
+                          "errors": [c.id for c in verdict.errors]}
+        json.dump(out, sys.stdout, indent=2, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+    else:
+        _print_human(report, profile)
+    if verdict.errors:
+        first = verdict.errors[0]
+        print(f"sevkit: error: could not read what profile {profile} needs: {first.id}: {first.message}"
+              + (f" (hint: {first.hint})" if first.hint else ""), file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK if verdict.holds else EXIT_FAIL
+
+
+def _print_human(report: HostReport, profile: str) -> None:
+    ident = report.identity
+    print(f"host: {ident.get('hostname')} ({report.meta.get('origin')}) | CPU: {ident.get('cpu')} "
+          f"[{ident.get('generation')}] | kernel {ident.get('kernel')} | QEMU {ident.get('qemu')}")
+    for c in report.checks:
+        print(f"[ {c.status.upper():<5}] {c.id}: {c.message}")
+        if c.status in ("fail", "error", "warn") and c.hint:
+            print(f"           hint: {c.hint}")
+    feats = " ".join(f"{f}={'yes' if v else ('unknown' if v is None else 'no')}" for f, v in report.features.items())
+    print(f"features: {feats}")
+    verdict = report.verdict(profile)
+    if verdict.holds:
+        print(f"profile {profile}: HOLDS")
+        return
+    print(f"profile {profile}: NOT MET")
+    for f in verdict.missing:
+        print(f"  {f} not usable: {report.why_not(f)}")
+        hint = report.hint_for(f)
+        if hint:
+            print(f"    fix: {hint}")
+    for c in verdict.failures:
+        print(f"  failed: {c.id}: {c.message}" + (f" (fix: {c.hint})" if c.hint else ""))
+
+
+def collect_cmd(args: argparse.Namespace) -> int:
+    raw = collect(parse_target(args.target), args.identity)
+    try:
+        path = write_bundle(raw, args.output)
+    except OSError as exc:
+        raise HostProbeError(f"cannot write bundle {args.output}: {exc}") from exc
+    print(f"wrote {path} (grade it with: sevkit probe --bundle {path})")
+    return EXIT_OK

@@ -1,0 +1,121 @@
+"""Software-stack checks: kernel, memlock, cpuinfo flags, microcode, QEMU and OVMF.
+
+References: sev-facts.md §1.4 (cpuinfo flags), §8.1 (QEMU landmarks), §8.5 (OVMF builds), §11.1.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .grader import Grader, Meta, Outcome, ev
+from .identity import kernel_version, ovmf_images, qemu_info
+
+FLAG_OF = {"SME": "sme", "SEV": "sev", "SEV-ES": "sev_es", "SEV-SNP": "sev_snp"}
+
+
+def run(g: Grader) -> None:
+    raw = g.raw
+
+    def microcode() -> Outcome:
+        sec = raw.section("cpuinfo")
+        if "text" not in sec:
+            return Outcome("error", f"/proc/cpuinfo not readable: {sec.get('error')}", [ev("/proc/cpuinfo", sec)],
+                           "check /proc is mounted")
+        m = re.search(r"^microcode\s*:\s*(\S+)", sec["text"], re.M)
+        val = m.group(1) if m else "(not reported)"
+        return Outcome("pass", f"microcode {val}", [ev("/proc/cpuinfo microcode", val)])
+    g.add(Meta("cpu.microcode", "CPU microcode revision", None, (), (), "/proc/cpuinfo"), microcode)
+
+    def flags() -> Outcome:
+        sec = raw.section("cpuinfo")
+        m = re.search(r"^flags\s*:\s*(.*)$", sec.get("text", ""), re.M)
+        have = set(m.group(1).split()) if m else set()
+        me = g.facts["mem_encrypt"]
+        bits = {"SME": 0, "SEV": 1, "SEV-ES": 3, "SEV-SNP": 4}
+        shown = {f: FLAG_OF[f] in have for f in bits}
+        e = [ev("/proc/cpuinfo flags (memory encryption)", sorted(FLAG_OF[f] for f, v in shown.items() if v)),
+             ev("CPUID Fn8000_001F EAX bits", {f: int(me.bit(b)) for f, b in bits.items()})]
+        cleared = [FLAG_OF[f] for f, b in bits.items() if me.bit(b) and not shown[f] and f != "SME"]
+        if cleared:
+            return Outcome("warn", f"CPUID has {', '.join(cleared)} but the kernel cleared the cpuinfo flag(s)", e,
+                           "the kernel disabled them: SYSCFG bit 23 (SMEE) or HWCR.SMMLOCK clear, no RMP "
+                           "reserved, or sev_snp on a kernel < 6.9 (sev-facts §1.4)")
+        return Outcome("pass", "cpuinfo flags agree with CPUID", e)
+    g.add(Meta("cpu.cpuinfo_flags", "/proc/cpuinfo memory-encryption flags agree with CPUID", "SEV", (),
+               ("cpuid.sev",), "sev-facts §1.4"), flags)
+
+    def kernel() -> Outcome:
+        rel = raw.kernel_release
+        return Outcome("pass", f"Linux {rel}", [ev("uname -r", rel), ev("parsed", list(kernel_version(rel)))])
+    g.add(Meta("host.kernel", "Kernel version", None, (), (), "sev-facts §11.1"), kernel)
+
+    def snp_kernel() -> Outcome:
+        rel = raw.kernel_release
+        v = kernel_version(rel)
+        e = [ev("uname -r", rel)]
+        if v >= (6, 11):
+            return Outcome("pass", f"kernel {rel} >= 6.11 (SNP host in KVM)", e)
+        if v >= (6, 10) or "snp" in rel:
+            return Outcome("warn", f"kernel {rel}: SNP host support depends on the build", e,
+                           "use an upstream kernel >= 6.11 (snphost: 'Need kernel 6.11+')")
+        return Outcome("fail", f"kernel {rel} < 6.10 has no upstream SNP host support", e,
+                       "upgrade to a kernel >= 6.11 built with CONFIG_KVM_AMD_SEV=y")
+    g.add(Meta("snp.kernel", "Kernel supports SNP hosts", "SEV-SNP", (), ("cpuid.sev_snp",),
+               "sev-facts §11.1"), snp_kernel)
+
+    def memlock() -> Outcome:
+        lim = raw.section("rlimit_memlock")
+        soft, hard = lim.get("soft"), lim.get("hard")
+
+        def fmt(v: object) -> str:
+            return "unlimited" if v == -1 else str(v)
+        return Outcome("pass", f"Soft: {fmt(soft)} | Hard: {fmt(hard)} (informational)",
+                       [ev("getrlimit(RLIMIT_MEMLOCK)", {"soft": soft, "hard": hard})])
+    g.add(Meta("host.memlock", "memlock limit", None, (), (), "snphost 'memlock limit'; sev-facts §11.2"), memlock)
+
+    def qemu_present() -> Outcome:
+        q = raw.section("qemu")
+        if "error" in q:
+            return Outcome("fail", q["error"], [ev("qemu search", q["error"])],
+                           "install QEMU (Debian: apt-get install qemu-system-x86)")
+        info = qemu_info(raw)
+        e = [ev("qemu binary", q.get("path")), ev(f"{q.get('path')} --version",
+                                                 q.get("version", {}).get("stdout", "").strip().splitlines()[:1])]
+        if info is None:
+            return Outcome("fail", f"{q.get('path')} --version gave no version", e, "reinstall QEMU")
+        return Outcome("pass", f"QEMU {'.'.join(map(str, info.version))} at {info.path}", e)
+    g.add(Meta("qemu.present", "QEMU present", None, (), (), "sev-facts §8.1"), qemu_present)
+
+    def qemu_object(obj: str, since: str) -> Outcome:
+        info = qemu_info(raw)
+        if info is None:  # needs=qemu.present makes this unreachable; say so rather than crash
+            return Outcome("error", "QEMU version unknown", [], "see qemu.present")
+        e = [ev(f"{info.path} -object help", obj in info.objects),
+             ev("QEMU version", ".".join(map(str, info.version)))]
+        if obj in info.objects:
+            return Outcome("pass", f"QEMU {'.'.join(map(str, info.version))} knows -object {obj}", e)
+        return Outcome("fail", f"QEMU {'.'.join(map(str, info.version))} has no '{obj}' object", e,
+                       f"install QEMU >= {since} built for x86 with SEV support")
+    g.add(Meta("qemu.sev_guest", "QEMU knows the sev-guest object", "SEV", (), ("qemu.present",),
+               "sev-facts §8.1, §8.2"), lambda: qemu_object("sev-guest", "2.12"))
+    g.add(Meta("qemu.sev_snp_guest", "QEMU knows the sev-snp-guest object", "SEV-SNP", (), ("qemu.present",),
+               "sev-facts §8.1, §8.3"), lambda: qemu_object("sev-snp-guest", "9.1"))
+
+    def ovmf() -> Outcome:
+        imgs = ovmf_images(raw)
+        e = [ev("OVMF images", imgs), ev("searched", raw.section("ovmf").get("searched"))]
+        if imgs:
+            return Outcome("pass", f"{len(imgs)} OVMF image(s), e.g. {imgs[0]}", e)
+        return Outcome("fail", "no OVMF image found", e, "install OVMF (Debian: apt-get install ovmf)")
+    g.add(Meta("ovmf.present", "OVMF images present", None, (), (), "sev-facts §8.5"), ovmf)
+
+    def ovmf_amdsev() -> Outcome:
+        imgs = [p for p in ovmf_images(raw) if "amdsev" in p.lower().replace("_", "").replace("-", "")]
+        e = [ev("AMD SEV OVMF builds (by name)", imgs)]
+        if imgs:
+            return Outcome("pass", f"AMD SEV OVMF build: {imgs[0]}", e)
+        return Outcome("warn", "no AMD SEV OVMF build (OvmfPkg/AmdSev/AmdSevX64.dsc, e.g. OVMF.amdsev.fd) found", e,
+                       "build OvmfPkg/AmdSev/AmdSevX64.dsc (or install a distro OVMF.amdsev.fd) for measured "
+                       "direct boot; the standard OVMF still boots SEV/SEV-ES/SNP guests")
+    g.add(Meta("ovmf.amdsev", "AMD SEV OVMF build present", "SEV", (), ("ovmf.present",), "sev-facts §8.5"),
+          ovmf_amdsev)

@@ -1,0 +1,333 @@
+"""Collect every raw input of the host probe into one JSON-serialisable dict.
+
+This module is deliberately stdlib-only and self-contained: the SSH transport sends its
+source text to ``python3 -`` on the remote host, so a remote probe is one command. Nothing
+here grades anything; a read that fails is recorded as ``{"error": ..., "errno": ...}`` so
+the grader can tell "cannot read" (an access error) from "reads as off".
+
+Run directly (``python3 collector.py``) it prints the JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime
+import errno as errno_mod
+import fcntl
+import glob
+import json
+import os
+import resource
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+from typing import Any
+
+SCHEMA = 1
+
+CPUID_LEAVES = (0x0, 0x1, 0x80000000, 0x80000001, 0x80000002, 0x80000003, 0x80000004,
+                0x80000008, 0x8000001F)
+MSRS = {
+    0xC0010010: "SYSCFG",
+    0xC0010015: "HWCR",
+    0xC0010132: "RMP_BASE",
+    0xC0010133: "RMP_END",
+}
+# Small text files read verbatim.
+FILES = (
+    "/proc/cmdline",
+    "/proc/meminfo",
+    "/proc/sys/kernel/osrelease",
+    "/proc/sys/kernel/dmesg_restrict",
+    "/sys/fs/cgroup/misc.capacity",
+    "/sys/module/kvm_amd/parameters/sev",
+    "/sys/module/kvm_amd/parameters/sev_es",
+    "/sys/module/kvm_amd/parameters/sev_snp",
+    "/sys/module/kvm_amd/parameters/debug_swap",
+    "/sys/module/kvm_amd/parameters/ciphertext_hiding_asids",
+)
+DIRS = ("/sys/class/iommu", "/sys/module/kvm_amd", "/sys/module/kvm_intel", "/sys/module/ccp")
+OVMF_GLOBS = (
+    "/usr/share/OVMF/*.fd", "/usr/share/ovmf/*.fd", "/usr/share/ovmf/x64/*.fd",
+    "/usr/share/qemu/OVMF*.fd", "/usr/share/edk2/ovmf/*.fd", "/usr/share/edk2/x64/*.fd",
+    "/usr/share/edk2-ovmf/x64/*.fd", "/usr/share/edk2/ovmf-x64/*.fd", "/usr/local/share/ovmf/*.fd",
+    "/usr/local/share/qemu/OVMF*.fd", "/opt/AMDSEV/usr/local/share/qemu/*.fd",
+)
+QEMU_CANDIDATES = ("qemu-system-x86_64", "/usr/libexec/qemu-kvm", "/usr/bin/qemu-kvm")
+EXTRA_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+SEV_ISSUE_CMD = 0xC0105300  # _IOWR('S', 0, struct sev_issue_cmd) (packed, 16 bytes)
+SEV_PLATFORM_STATUS, SNP_PLATFORM_STATUS = 1, 9
+KVM_GET_API_VERSION = 0xAE00
+
+
+class _SevIssueCmd(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("cmd", ctypes.c_uint32), ("data", ctypes.c_uint64), ("error", ctypes.c_uint32)]
+
+
+def _err(exc: BaseException) -> dict[str, Any]:
+    out: dict[str, Any] = {"error": f"{type(exc).__name__}: {exc}"}
+    if isinstance(exc, OSError) and exc.errno is not None:
+        out["errno"] = exc.errno
+        out["errname"] = errno_mod.errorcode.get(exc.errno, str(exc.errno))
+    return out
+
+
+def _run(argv: list[str], timeout: float = 10.0) -> dict[str, Any]:
+    env = dict(os.environ)
+    env["PATH"] = env.get("PATH", "") + ":" + EXTRA_PATH
+    env["LC_ALL"] = "C"
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=timeout, env=env, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"argv": argv, **_err(exc)}
+    return {"argv": argv, "rc": proc.returncode,
+            "stdout": proc.stdout.decode("utf-8", "replace"),
+            "stderr": proc.stderr.decode("utf-8", "replace")[-2000:]}
+
+
+def _modprobe(name: str, device: str, log: dict[str, Any]) -> None:
+    """Load a module once if its device node is missing; the outcome goes into the raw inputs."""
+    if os.path.exists(device) or name in log:
+        return
+    res = _run(["modprobe", name], timeout=10.0)
+    log[name] = {k: v for k, v in res.items() if k != "argv"}
+
+
+def _cpuid(modlog: dict[str, Any]) -> dict[str, Any]:
+    path = "/dev/cpu/0/cpuid"
+    _modprobe("cpuid", path, modlog)
+    out: dict[str, Any] = {"source": path}
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        out.update(_err(exc))
+        return out
+    leaves: dict[str, Any] = {}
+    try:
+        for leaf in CPUID_LEAVES:
+            try:
+                regs = struct.unpack("<4I", os.pread(fd, 16, leaf))
+                leaves[f"0x{leaf:08x}"] = list(regs)
+            except OSError as exc:
+                leaves[f"0x{leaf:08x}"] = _err(exc)
+    finally:
+        os.close(fd)
+    out["leaves"] = leaves
+    return out
+
+
+def _msrs(modlog: dict[str, Any]) -> dict[str, Any]:
+    path = "/dev/cpu/0/msr"
+    _modprobe("msr", path, modlog)
+    out: dict[str, Any] = {"source": path}
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        out.update(_err(exc))
+        return out
+    values: dict[str, Any] = {}
+    try:
+        for addr, name in MSRS.items():
+            try:
+                (val,) = struct.unpack("<Q", os.pread(fd, 8, addr))
+                values[f"0x{addr:08x}"] = {"name": name, "value": val}
+            except OSError as exc:
+                values[f"0x{addr:08x}"] = {"name": name, **_err(exc)}
+    finally:
+        os.close(fd)
+    out["values"] = values
+    return out
+
+
+def _read(path: str, limit: int = 1 << 20) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return {"text": fh.read(limit).decode("utf-8", "replace")}
+    except OSError as exc:
+        return _err(exc)
+
+
+def _cpuinfo() -> dict[str, Any]:
+    """The first processor block (all blocks carry the same flags) plus the processor count."""
+    res = _read("/proc/cpuinfo", limit=64 << 20)
+    if "text" in res:
+        blocks = [b for b in res["text"].split("\n\n") if b.strip()]
+        res = {"text": blocks[0] + "\n" if blocks else "", "processors": len(blocks)}
+    return res
+
+
+def _system_ram_end() -> dict[str, Any]:
+    """Highest 'System RAM' address from /proc/iomem (root sees real addresses, others zeros)."""
+    res = _read("/proc/iomem")
+    if "text" not in res:
+        return res
+    ends = []
+    for line in res["text"].splitlines():
+        if line.strip().endswith(": System RAM") and not line.startswith(" "):
+            rng = line.split(":")[0].strip()
+            try:
+                ends.append(int(rng.split("-")[1], 16))
+            except (IndexError, ValueError):
+                continue
+    return {"system_ram_end": max(ends) if ends else None, "ranges": len(ends)}
+
+
+def _device(path: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"exists": os.path.exists(path)}
+    if not out["exists"]:
+        return out
+    try:
+        st = os.stat(path)
+        out["mode"] = f"{st.st_mode & 0o7777:04o}"
+        out["uid"], out["gid"] = st.st_uid, st.st_gid
+    except OSError as exc:
+        out["stat"] = _err(exc)
+    for key, flag in (("readable", os.O_RDONLY), ("writable", os.O_WRONLY)):
+        try:
+            os.close(os.open(path, flag))
+            out[key] = True
+        except OSError as exc:
+            out[key] = False
+            out[key + "_error"] = _err(exc)
+    return out
+
+
+def _sev_ioctl(cmd: int, size: int) -> dict[str, Any]:
+    buf = ctypes.create_string_buffer(size)
+    arg = _SevIssueCmd(cmd, ctypes.addressof(buf), 0)
+    try:
+        fd = os.open("/dev/sev", os.O_RDONLY)  # status commands do not need write access
+    except OSError as exc:
+        return _err(exc)
+    try:
+        fcntl.ioctl(fd, SEV_ISSUE_CMD, arg)  # type: ignore[call-overload,unused-ignore]
+    except OSError as exc:
+        out = _err(exc)
+        out["fw_error"] = int(arg.error)
+        return out
+    finally:
+        os.close(fd)
+    return {"hex": buf.raw.hex(), "fw_error": int(arg.error)}
+
+
+def _kvm() -> dict[str, Any]:
+    out = _device("/dev/kvm")
+    if not out["exists"]:
+        return out
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+    except OSError as exc:
+        out["api_version"] = _err(exc)
+        return out
+    try:
+        out["api_version"] = fcntl.ioctl(fd, KVM_GET_API_VERSION)
+    except OSError as exc:
+        out["api_version"] = _err(exc)
+    finally:
+        os.close(fd)
+    return out
+
+
+def _dmesg() -> dict[str, Any]:
+    """The kernel log: dmesg, else journalctl -k -b. Failed attempts are kept as evidence."""
+    attempts: list[dict[str, Any]] = []
+    for argv in (["dmesg"], ["journalctl", "-k", "-b", "--no-pager", "-o", "short-monotonic"]):
+        res = _run(argv, timeout=20.0)
+        if res.get("rc") == 0 and res.get("stdout", "").strip():
+            return {"source": " ".join(argv), "text": res["stdout"], "attempts": attempts}
+        attempts.append({k: v for k, v in res.items() if k != "stdout"})
+    return {"error": "kernel log not readable (dmesg and journalctl failed)", "attempts": attempts}
+
+
+def _qemu() -> dict[str, Any]:
+    path = None
+    for cand in QEMU_CANDIDATES:
+        found = shutil.which(cand, path=os.environ.get("PATH", "") + ":" + EXTRA_PATH)
+        if found:
+            path = found
+            break
+    if path is None:
+        return {"error": "no QEMU binary found (tried " + ", ".join(QEMU_CANDIDATES) + ")"}
+    ver = _run([path, "--version"])
+    objs = _run([path, "-object", "help"])
+    return {"path": path, "version": ver, "object_help": objs}
+
+
+def _ovmf() -> dict[str, Any]:
+    found: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for pattern in OVMF_GLOBS:
+        for p in sorted(glob.glob(pattern)):
+            real = os.path.realpath(p)
+            if p in seen:
+                continue
+            seen.add(p)
+            try:
+                size = os.path.getsize(real)
+            except OSError:
+                size = -1
+            found.append({"path": p, "realpath": real, "size": size})
+    return {"images": found, "searched": list(OVMF_GLOBS)}
+
+
+def _listdir(path: str) -> dict[str, Any]:
+    try:
+        return {"entries": sorted(os.listdir(path))}
+    except OSError as exc:
+        return _err(exc)
+
+
+def _iommu_group_types() -> dict[str, Any]:
+    """Default domain type per IOMMU group: 'identity' means passthrough."""
+    types: dict[str, int] = {}
+    for p in glob.glob("/sys/kernel/iommu_groups/*/type"):
+        try:
+            with open(p) as fh:
+                t = fh.read().strip()
+        except OSError:
+            continue
+        types[t] = types.get(t, 0) + 1
+    return {"types": types}
+
+
+def collect() -> dict[str, Any]:
+    """Read every raw input; never raises for a missing or unreadable source."""
+    started = time.monotonic()
+    modlog: dict[str, Any] = {}
+    u = os.uname()
+    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    raw: dict[str, Any] = {
+        "schema": SCHEMA,
+        "collected_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "collector": {"euid": os.geteuid(), "python": sys.version.split()[0], "hostname": socket.gethostname()},
+        "uname": {"sysname": u.sysname, "release": u.release, "version": u.version, "machine": u.machine},
+        "cpuid": _cpuid(modlog),
+        "msr": _msrs(modlog),
+        "modprobe": modlog,
+        "cpuinfo": _cpuinfo(),
+        "iomem": _system_ram_end(),
+        "files": {p: _read(p) for p in FILES},
+        "dirs": {p: _listdir(p) for p in DIRS},
+        "iommu_groups": _iommu_group_types(),
+        "rlimit_memlock": {"soft": soft, "hard": hard},
+        "devices": {"/dev/sev": _device("/dev/sev"), "/dev/kvm": _kvm()},
+        "ioctl": {},
+        "dmesg": _dmesg(),
+        "qemu": _qemu(),
+        "ovmf": _ovmf(),
+    }
+    if raw["devices"]["/dev/sev"]["exists"]:
+        raw["ioctl"]["SEV_PLATFORM_STATUS"] = _sev_ioctl(SEV_PLATFORM_STATUS, 12)
+        raw["ioctl"]["SNP_PLATFORM_STATUS"] = _sev_ioctl(SNP_PLATFORM_STATUS, 32)
+    raw["collector"]["seconds"] = round(time.monotonic() - started, 4)
+    return raw
+
+
+if __name__ == "__main__":
+    json.dump(collect(), sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")

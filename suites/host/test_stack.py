@@ -1,0 +1,73 @@
+"""Host software stack: kernel, memlock, QEMU, OVMF (sev-facts.md §8, §11).
+
+One test per probe check; all read the same probe (fixtures/host.py, once per run).
+A missing feature that --sev-expect demands FAILS with the hint; otherwise it SKIPS with the evidence.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sevkit.host import Check
+
+
+def test_host_kernel(host_check: Callable[[str], Check]) -> None:
+    """Kernel version [generic host].
+
+    Ref: sev-facts §11.1.
+    """
+    c = host_check("host.kernel")
+    assert c.ok, c.message
+
+
+def test_host_memlock(host_check: Callable[[str], Check]) -> None:
+    """memlock limit [generic host].
+
+    Ref: snphost 'memlock limit'; sev-facts §11.2.
+    """
+    c = host_check("host.memlock")
+    assert c.ok, c.message
+
+
+def test_qemu_present(host_check: Callable[[str], Check]) -> None:
+    """QEMU present [generic host].
+
+    Ref: sev-facts §8.1.
+    """
+    c = host_check("qemu.present")
+    assert c.ok, c.message
+
+
+def test_qemu_sev_guest(host_check: Callable[[str], Check]) -> None:
+    """QEMU knows the sev-guest object [SEV].
+
+    Ref: sev-facts §8.1, §8.2.
+    """
+    c = host_check("qemu.sev_guest")
+    assert c.ok, c.message
+
+
+def test_qemu_sev_snp_guest(host_check: Callable[[str], Check]) -> None:
+    """QEMU knows the sev-snp-guest object [SEV-SNP].
+
+    Ref: sev-facts §8.1, §8.3.
+    """
+    c = host_check("qemu.sev_snp_guest")
+    assert c.ok, c.message
+
+
+def test_ovmf_present(host_check: Callable[[str], Check]) -> None:
+    """OVMF images present [generic host].
+
+    Ref: sev-facts §8.5.
+    """
+    c = host_check("ovmf.present")
+    assert c.ok, c.message
+
+
+def test_ovmf_amdsev(host_check: Callable[[str], Check]) -> None:
+    """AMD SEV OVMF build present [SEV].
+
+    Ref: sev-facts §8.5.
+    """
+    c = host_check("ovmf.amdsev")
+    assert c.ok, c.message
