@@ -31,7 +31,9 @@ def _is_binary(data: bytes) -> bool:
         return True
     text = data.decode("utf-8", errors="replace")
     bad = sum(1 for c in text if c == "\ufffd" or (ord(c) < 32 and c not in "\t\n\r\f\v") or c == "\x7f")
-    return bad > max(2, len(text) // 100)
+    # kernel logs and tool output are ASCII but for a prompt glyph or two
+    foreign = sum(1 for c in text if ord(c) > 0x7F)
+    return bad > max(2, len(text) // 100) or foreign > max(16, len(text) // 4)
 
 
 def read_capture(path: str | Path) -> str:
@@ -54,7 +56,8 @@ def read_capture(path: str | Path) -> str:
         try:
             data = data.decode("utf-16").encode("utf-8")
         except UnicodeDecodeError:
-            raise InputError(f"{p}: broken UTF-16 text", evidence={"file": str(p)}) from None
+            raise InputError(f"{p}: binary data, not a text capture (invalid UTF-16)",
+                             evidence={"file": str(p)}) from None
     data = ANSI.sub(b"", data.removeprefix(b"\xef\xbb\xbf"))
     if not data.strip():
         raise InputError(f"{p}: empty file", evidence={"file": str(p), "bytes": len(data)})
