@@ -40,7 +40,14 @@ def _banner_vote(line: str) -> str | None:
     return None
 
 
+# every line any kind recognizes contains one of these (cheap pre-filter for long logs)
+_WORDS = re.compile(r"SEV|sev|ASID|psp|PSP|AMD-Vi|RMP|Memory Encryption|ccp|#VC|confidential|SME"
+                    r"|lags|eax=|=|PASS|FAIL|SKIP|TCB")
+
+
 def _vote(line: str) -> str | None:
+    if not _WORDS.search(line):
+        return None
     if any(rx.search(line) for rx in _CPUID):
         return CPUID
     if FLAGS.match(line):

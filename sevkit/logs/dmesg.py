@@ -116,6 +116,8 @@ def parse_host_dmesg(text: str) -> HostDmesg:
                 pending_param = None
                 continue
             pending_param = None
+        if not P.HOST_WORDS.search(line):
+            continue
         if m := P.KVM_PARAM_CAT.search(line):
             pending_param = _PARAM_KEY[m["name"].replace("-", "_")]
         elif m := P.KVM_PARAM_GREP.search(line):
@@ -161,9 +163,11 @@ def parse_host_dmesg(text: str) -> HostDmesg:
         elif m := P.RMP_FATAL.search(line):
             errors.append(_message(line, m))
             snp_platform_bad = True
-        elif (m := P.RMP_RUNTIME_FAIL.search(line)) or (m := P.CCP_INIT_FAIL.search(line)) \
-                or (m := P.FW_UPDATE_FAIL.search(line)):
+        elif (m := P.RMP_RUNTIME_FAIL.search(line)) or (m := P.FW_UPDATE_FAIL.search(line)):
             errors.append(_message(line, m))     # recorded; does not by itself decide a feature
+        elif P.CCP_INIT_FAIL.search(line):
+            # the CCP crypto queues (not the PSP) failed; EPYC hosts print this harmlessly on 5.4
+            notes.append("'ccp initialization failed': CCP crypto queues unavailable; the PSP is separate")
         elif P.IOMMU_SNP_ON.search(line):
             iommu = True
         elif m := P.IOMMU_SNP_OFF.search(line):
@@ -261,6 +265,8 @@ def parse_guest_dmesg(text: str) -> GuestDmesg:
     snp_seen = es_seen = False
 
     for line in _lines(text):
+        if not P.GUEST_WORDS.search(line):
+            continue
         used = True
         if (m := P.MEM_ENCRYPT_NEW.search(line)) or (m := P.MEM_ENCRYPT_OLD.search(line)):
             banner = (banner or set()) | _tokens(m["tok"])

@@ -121,7 +121,7 @@ EXPECTED: dict[str, Exp] = {
     "dmesg-host/sevtool-43_milan-7313_ubuntu20.04-5.8.0-43_init-fail-0x13.txt": Exp(
         H, "-NN-", errors=("SEV INIT failed: error 0x13",)),
     "dmesg-host/sevtool-65_milan-7313_5.4.0-117_sev-init-fail-0x13.txt": Exp(
-        H, "-NN-", errors=("ccp initialization failed", "SEV INIT failed: error 0x13")),
+        H, "-NN-", errors=("SEV INIT failed: error 0x13",), notes=("CCP crypto queues unavailable",)),
     "dmesg-host/sevtool-6_naples_ubuntu18.04_sev-init-fail-0x8004.txt": Exp(
         H, "-NN-", errors=("SEV INIT failed: error 0x8004",), extra={"psp_device": "0000:06:00.2"}),
     # ---- dmesg-guest ------------------------------------------------------------------------
