@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 
-HEX = r"(?:0x[0-9a-fA-F]+|\d+)"
+HEX = r"(?:0x[0-9a-fA-F]+|\d+)"   # %#x prints 0 as "0"; some branches use 0x%x
 
 # One cheap search per line before the real patterns: a full dmesg is tens of thousands of lines
 # and only a few dozen can matter. Every pattern below contains one of these words.
 HOST_WORDS = re.compile(r"SEV|sev|ASIDs|psp|PSP|AMD-Vi|RMP|Memory Encryption|ccp")
-GUEST_WORDS = re.compile(r"SEV|sev|#VC|Wrong/unhandled|confidential|Memory Encryption")   # %#x prints 0 as "0"; some branches use 0x%x
+GUEST_WORDS = re.compile(r"SEV|sev|#VC|Wrong/unhandled|confidential|Memory Encryption")
 
 # --- host: KVM (arch/x86/kvm/svm/sev.c, §3.2) -------------------------------------------
 # 6.5+: "SEV enabled (ASIDs 100 - 1006)", "SEV-ES disabled (ASIDs 0 - 0)", "unusable".
