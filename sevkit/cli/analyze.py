@@ -52,6 +52,12 @@ def human(obj: dict[str, Any]) -> str:
         if obj.get(key) is not None:
             val = obj[key]
             out.append(f"  {key}: {' - '.join(val) if isinstance(val, list) else val}")
+    for key in ("kvm_params", "kvm"):
+        if obj.get(key):
+            out.append("  kvm_amd: " + ", ".join(f"{k} {_word(v)}" for k, v in obj[key].items()))
+    for block in obj.get("tcb") or []:
+        vals = ", ".join(f"{k} {v}" for k, v in block.items() if k != "owner")
+        out.append(f"  {block['owner']} TCB: {vals}")
     known = {k: v for k, v in (obj.get("cpuid") or {}).items() if v is not None}
     if known:
         out.append("  cpuid: " + ", ".join(f"{k} {v}" for k, v in known.items()))
@@ -72,9 +78,9 @@ def handler(args: argparse.Namespace) -> int:
             error(str(exc))
             failed += 1
             continue
-        results.append(obj)
         if not args.json:
-            print(human(obj))
+            print(("\n" if results else "") + human(obj), flush=True)
+        results.append(obj)
     if args.json:
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")
