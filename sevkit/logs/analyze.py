@@ -94,7 +94,8 @@ def analyze_text(text: str, name: str = "<text>") -> dict[str, Any]:
         out.update(features=h.features, firmware=h.firmware, asid_counts=h.asid_counts, errors=h.errors,
                    asid_ranges={k: list(v) for k, v in h.asid_ranges.items()},
                    rmp_range=[hex(x) for x in h.rmp_range] if h.rmp_range else None,
-                   iommu_snp=h.iommu_snp, kvm_params=h.kvm_params, psp_device=h.psp_device)
+                   iommu_snp=h.iommu_snp, kvm_params=h.kvm_params, psp_device=h.psp_device,
+                   cpu=h.cpu)
         notes, evidence = list(h.notes), h.evidence_lines
     elif kind == D.GUEST_DMESG:
         g = parse_guest_dmesg(text)

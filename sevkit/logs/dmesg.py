@@ -52,6 +52,7 @@ class HostDmesg:
     iommu_snp: bool | None = None
     kvm_params: dict[str, bool] = field(default_factory=dict)
     psp_device: str | None = None
+    cpu: str | None = None          # from "smpboot: CPU0: ..." when the capture has it
     notes: list[str] = field(default_factory=list)
     evidence_lines: list[str] = field(default_factory=list)
 
@@ -102,6 +103,7 @@ def parse_host_dmesg(text: str) -> HostDmesg:
     iommu: bool | None = None
     psp_device: str | None = None
     sme: bool | None = None
+    cpu: str | None = None
     psp_dead = bios_off = sev_init_failed = snp_init_failed = snp_platform_bad = False
     snp_fw_too_old = False
     pending_param: str | None = None
@@ -183,6 +185,8 @@ def parse_host_dmesg(text: str) -> HostDmesg:
             sme = True
         elif P.CCP_SEV_ENABLED.search(line):
             pass
+        elif m := P.CPU0.search(line):
+            cpu = m["cpu"].strip()
         else:
             used = False
         if used:
@@ -224,6 +228,13 @@ def parse_host_dmesg(text: str) -> HostDmesg:
     elif kvm_state.get("SEV-SNP") and fw_snp:
         features["SEV-SNP"] = True
 
+    if cpu is not None and "Hygon" in cpu:
+        # Hygon's SEV-compatible CSV is not AMD SEV: never report AMD SEV usable on it
+        for kind in ("SEV", "SEV-ES", "SEV-SNP"):
+            features[kind] = False
+        notes.append(f"{cpu} is a Hygon CPU, not AMD: its SEV lines describe Hygon CSV, not AMD SEV")
+    elif cpu is not None and "EPYC" not in cpu:
+        notes.append(f"{cpu} is not an AMD EPYC")
     if psp_dead and kvm_seen:
         notes.append("kvm_amd still lists ASIDs, but the PSP failed: nothing firmware-backed is usable")
     if kvm_state.get("SEV") and not fw_sev and not sev_dead:
@@ -236,7 +247,7 @@ def parse_host_dmesg(text: str) -> HostDmesg:
 
     return HostDmesg(features=features, firmware=firmware, asid_counts=counts, asid_ranges=ranges,
                      errors=errors, rmp_range=rmp, iommu_snp=iommu, kvm_params=kvm_params,
-                     psp_device=psp_device, notes=notes, evidence_lines=evidence)
+                     psp_device=psp_device, cpu=cpu, notes=notes, evidence_lines=evidence)
 
 
 def _api_tuple(api: str | int | None) -> tuple[int, int] | None:

@@ -13,7 +13,7 @@ HEX = r"(?:0x[0-9a-fA-F]+|\d+)"   # %#x prints 0 as "0"; some branches use 0x%x
 
 # One cheap search per line before the real patterns: a full dmesg is tens of thousands of lines
 # and only a few dozen can matter. Every pattern below contains one of these words.
-HOST_WORDS = re.compile(r"SEV|sev|ASIDs|psp|PSP|AMD-Vi|RMP|Memory Encryption|ccp")
+HOST_WORDS = re.compile(r"SEV|sev|ASIDs|psp|PSP|AMD-Vi|RMP|Memory Encryption|ccp|smpboot: CPU0")
 GUEST_WORDS = re.compile(r"SEV|sev|#VC|Wrong/unhandled|confidential|Memory Encryption")
 
 # --- host: KVM (arch/x86/kvm/svm/sev.c, §3.2) -------------------------------------------
@@ -50,6 +50,10 @@ CCP_INIT_FAIL = re.compile(r"\bccp initialization failed\b")
 SNP_FW_TOO_OLD = re.compile(r"\bSEV-SNP support requires firmware version >= (?P<maj>\d+)[:.](?P<min>\d+)")
 BIOS_NO_MEM_ENCRYPT = re.compile(r"\bmemory encryption not enabled by BIOS\b")
 FW_UPDATE_FAIL = re.compile(rf"\bFailed to update SEV firmware: (?P<err>{HEX})")
+
+# "smpboot: CPU0: AMD EPYC 7313 16-Core Processor (family: 0x19, model: 0x1, stepping: 0x1)"
+CPU0 = re.compile(r"\bsmpboot: CPU0: (?P<cpu>.+?) \(family: 0x(?P<fam>[0-9a-fA-F]+), "
+                  r"model: 0x(?P<model>[0-9a-fA-F]+), stepping: 0x(?P<step>[0-9a-fA-F]+)\)")
 
 # --- host: RMP (§3.4) and IOMMU (§3.5) ----------------------------------------------------
 RMP_RANGE = re.compile(

@@ -253,3 +253,14 @@ def test_kvm_params_bare_and_named() -> None:
     named = "$ cat /sys/module/kvm_amd/parameters/sev_snp\nN\n$ cat /sys/module/kvm_amd/parameters/sev\n1\n"
     assert detect_kind(named) == "kvm-amd-params"
     assert parse_kvm_params(named).params == {"SEV-SNP": False, "SEV": True}
+
+
+def test_cpu0_line_names_the_cpu_and_hygon_is_not_amd_sev() -> None:
+    fw = CCP + "SEV API:1.2 build:3\nSEV supported: 32 ASIDs\n"
+    epyc = parse_host_dmesg("[ 0.2] smpboot: CPU0: AMD EPYC 7313 16-Core Processor (family: 0x19, model: 0x1, "
+                            "stepping: 0x1)\n" + fw)
+    assert epyc.cpu == "AMD EPYC 7313 16-Core Processor" and epyc.features["SEV"] is True
+    hygon = parse_host_dmesg("[ 0.2] smpboot: CPU0: Hygon C86 7265 24-core Processor (family: 0x18, "
+                             "model: 0x2, stepping: 0x2)\n" + fw)
+    assert feats(hygon.features)[1:] == "NNN"
+    assert any("Hygon" in n for n in hygon.notes)
