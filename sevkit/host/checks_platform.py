@@ -40,6 +40,13 @@ def _param_on(text: str | None) -> bool:
 
 def run(g: Grader) -> None:
     raw = g.raw
+    # Parse the kernel log first: firmware checks below consult it (INIT failures).
+    log = raw.section("dmesg")
+    if "text" in log:
+        try:
+            g.facts["dmesg"] = host_dmesg_facts(str(log["text"]))
+        except ParserUnavailable as exc:
+            g.facts["dmesg_error"] = str(exc)
 
     # -- KVM --------------------------------------------------------------------------------
     def kvm_dev() -> Outcome:
@@ -285,11 +292,9 @@ def run(g: Grader) -> None:
             return Outcome("warn", f"kernel log not readable: {d.get('error')}",
                            [ev("dmesg attempts", d.get("attempts")), ev("kernel.dmesg_restrict", restrict)],
                            "run as root or set kernel.dmesg_restrict=0; journalctl -k -b also works")
-        e = [ev("kernel log source", d.get("source")), ev("lines", d["text"].count("\n"))]
-        try:
-            g.facts["dmesg"] = host_dmesg_facts(d["text"])
-        except ParserUnavailable as exc:
-            return Outcome("error", str(exc), e, "install a sevkit with sevkit.logs (sevkit analyze)")
+        e = [ev("kernel log source", d.get("source"))]
+        if "dmesg_error" in g.facts:
+            return Outcome("error", g.facts["dmesg_error"], e, "install a sevkit with sevkit.logs (sevkit analyze)")
         return Outcome("pass", f"kernel log read via {d.get('source')}", e)
     g.add(Meta("dmesg.readable", "Kernel log readable and parsed", None, (), (), "sev-facts §3"), dmesg_read)
 

@@ -155,7 +155,9 @@ def read_bundle(path: str | Path) -> RawInputs:
     if p.is_dir():
         raise InputError(f"bundle {p}: is a folder, expected a .tar.gz from 'sevkit collect'")
     try:
-        with tarfile.open(p, "r:*") as tar:
+        if p.stat().st_size == 0:
+            raise InputError(f"bundle {p}: empty file")
+        with tarfile.open(p, "r:gz") as tar:
             member = tar.getmember(BUNDLE_RAW)
             fh = tar.extractfile(member)
             if fh is None:
@@ -164,7 +166,8 @@ def read_bundle(path: str | Path) -> RawInputs:
     except KeyError:
         raise InputError(f"bundle {p}: no {BUNDLE_RAW} inside (not a sevkit collect bundle)") from None
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise InputError(f"bundle {p}: not a readable tar.gz ({type(exc).__name__}: {exc})") from None
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"bundle {p}: not a readable tar.gz ({detail})") from None
     try:
         data: Any = json.loads(blob)
     except ValueError as exc:
