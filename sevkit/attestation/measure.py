@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import MeasurementError
+
+if TYPE_CHECKING:
+    from ..qemu.spec import GuestSpec
 
 MODES = {"sev": "SEV", "sev-es": "SEV_ES", "sev-snp": "SEV_SNP"}
 
@@ -32,6 +36,18 @@ class LaunchInputs:
     kernel_hashes: bool = False      # QEMU kernel-hashes=on
     guest_features: int = 0x1        # VMSA SEV_FEATURES (0x1 = SNPActive; QEMU debug-swap=on -> 0x21)
     vmm_type: str = "QEMU"
+
+    @classmethod
+    def from_spec(cls, spec: GuestSpec, *, guest_features: int = 0x1) -> LaunchInputs:
+        """Exactly what sevkit's launcher (sevkit.qemu.GuestSpec) passes to QEMU."""
+        fw = spec.firmware
+        ovmf = fw.image if fw.kind == "bios" else fw.code
+        if ovmf is None:
+            raise MeasurementError(f"{spec.name}: firmware {fw.label} is not OVMF; nothing to measure",
+                                   evidence={"firmware": fw.label})
+        return cls(mode=spec.kind, ovmf=ovmf, vcpus=spec.vcpus, vcpu_type=spec.cpu, kernel=spec.kernel,
+                   initrd=spec.initrd, append=spec.append or None, kernel_hashes=spec.kernel_hashes,
+                   guest_features=guest_features)
 
 
 def expected_measurement(inp: LaunchInputs) -> bytes:
