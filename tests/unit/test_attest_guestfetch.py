@@ -53,7 +53,8 @@ class FakeLocalShell:
 
 
 def _canned() -> dict[str, bytes]:
-    return {"provider": b"sev_guest\n", "generation": b"1\n", "privlevel": b"", "outblob": read("virtee-sev/report_milan.bin"),
+    return {"provider": b"sev_guest\n", "generation": b"1\n", "privlevel": b"",
+            "outblob": read("virtee-sev/report_milan.bin"),
             "auxblob": build_cert_table({"VCEK": read("virtee-sev/vcek_milan.der")})}
 
 
