@@ -85,7 +85,7 @@ def _tcb_dict(blocks: list[tuple[str, dict[str, int | None]]]) -> list[dict[str,
 def analyze_text(text: str, name: str = "<text>") -> dict[str, Any]:
     """The JSON object for one capture. Raises InputError for an unknown kind."""
     kind = D.detect_kind(text)
-    if kind is None:
+    if kind == D.UNKNOWN:
         raise _unknown(Path(name), text)
     out: dict[str, Any] = {"file": name, "kind": kind}
     notes: list[str]

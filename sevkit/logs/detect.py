@@ -17,6 +17,7 @@ from .okreport import OK_LINE, TCB_HEADER
 
 HOST_DMESG, GUEST_DMESG, CPUINFO, CPUID = "host-dmesg", "guest-dmesg", "cpuinfo", "cpuid"
 KVM_PARAMS, SNPHOST_OK, TCB = "kvm-amd-params", "snphost-ok", "tcb"
+UNKNOWN = "unknown"
 KINDS = (HOST_DMESG, GUEST_DMESG, CPUID, CPUINFO, KVM_PARAMS, SNPHOST_OK, TCB)
 
 _HOST = (P.KVM_RANGE, P.KVM_SUPPORTED, P.CCP_API, P.INIT_FAIL, P.PSP_STATUS_FAIL, P.PSP_CMD_TIMEOUT,
@@ -65,8 +66,8 @@ def _vote(line: str) -> str | None:
     return None
 
 
-def detect_kind(text: str) -> str | None:
-    """The kind of capture (one of KINDS), or None when nothing in it is recognized."""
+def detect_kind(text: str) -> str:
+    """The kind of capture (one of KINDS), or UNKNOWN when nothing in it is recognized."""
     votes = dict.fromkeys(KINDS, 0)
     for line in text.splitlines():
         if kind := _vote(line):
@@ -79,4 +80,4 @@ def detect_kind(text: str) -> str | None:
         return best
     if looks_like_params(text):
         return KVM_PARAMS
-    return None
+    return UNKNOWN

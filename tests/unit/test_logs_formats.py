@@ -144,7 +144,7 @@ def test_host_sme_banner(line: str) -> None:
 def test_kernel_command_line_is_not_evidence() -> None:
     text = ("[    0.0] Kernel command line: ro mem_encrypt=on kvm_amd.sev=1 kvm_amd.sev_snp=1 sev=debug\n"
             "[    0.0] Linux version 6.9.0-rc7-snp-host\n")
-    assert detect_kind(text) is None
+    assert detect_kind(text) == "unknown"
     assert parse_host_dmesg(text).evidence_lines == []
 
 
@@ -209,7 +209,7 @@ def test_cpuinfo_epyc_hygon_and_guest() -> None:
 
 
 def test_intel_vmx_flags_line_is_not_cpu_flags() -> None:
-    assert detect_kind("vmx flags\t: vnmi preemption_timer\n") is None
+    assert detect_kind("vmx flags\t: vnmi preemption_timer\n") == "unknown"
 
 
 # ---- cpuid ----------------------------------------------------------------------------------
