@@ -184,6 +184,16 @@ def _qmp(qmp: QmpLike, cmd: str, args: Mapping[str, object] | None, timeout: flo
         raise DumpError(f"{cmd}: {exc}", evidence={"command": cmd, **exc.evidence}) from exc
 
 
+def _with_space(exc: DumpError, folder: Path) -> DumpError:
+    """QEMU words a full disk as 'An IO error has occurred': add how much room is left."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return exc
+    return DumpError(f"{exc.message} (dump folder {folder}: {free / MiB:.0f} MiB free)",
+                     evidence={**exc.evidence, "folder": str(folder), "free_after": free})
+
+
 def _timeout(ram_bytes: int, per_gib: float) -> float:
     return max(30.0, per_gib * ram_bytes / GiB)
 
@@ -214,6 +224,9 @@ def dump_elf(qmp: QmpLike, folder: Path, ram_bytes: int, *, per_gib: float = 60.
                             evidence={"path": str(path), "event": data})
         _secure(path)
         return path
+    except DumpError as exc:
+        remove_dumps([path])
+        raise _with_space(exc, folder) from exc
     except BaseException:
         remove_dumps([path])
         raise
@@ -237,6 +250,9 @@ def dump_pmemsave(qmp: QmpLike, folder: Path, ranges: Sequence[RamRange], *, per
                 raise DumpError(f"pmemsave wrote {path.stat().st_size} of {r.size} bytes for gpa {r.gpa:#x}",
                                 evidence={"path": str(path)})
         return out
+    except DumpError as exc:
+        remove_dumps(p for _, p in out)
+        raise _with_space(exc, folder) from exc
     except BaseException:
         remove_dumps(p for _, p in out)
         raise
