@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import InputError
 from . import detect as D
+from . import patterns as P
 from .cpuid import parse_cpuid_text
 from .cpuinfo import parse_cpuinfo
 from .dmesg import parse_guest_dmesg, parse_host_dmesg
@@ -68,7 +69,10 @@ def read_capture(path: str | Path) -> str:
 
 def _unknown(p: Path, text: str) -> InputError:
     ev = {"file": str(p), "head": text[:200]}
-    if not text.endswith("\n"):
+    last = text.rsplit("\n", 1)[-1]
+    # cut mid-line inside something log-like: a kernel timestamp or one of the words every
+    # recognized line carries; other text without a final newline is just of unknown kind
+    if last and (KERNEL_LINE.search(last) or P.HOST_WORDS.search(last) or P.GUEST_WORDS.search(last)):
         return InputError(f"{p}: truncated: the file ends mid-line and holds no complete "
                           "SEV, cpuinfo or cpuid line", evidence=ev)
     if KERNEL_LINE.search(text):

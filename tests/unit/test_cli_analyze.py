@@ -98,12 +98,19 @@ def test_kernel_log_without_sev_lines(tmp_path: Path) -> None:
 
 
 def test_truncated_log(tmp_path: Path) -> None:
-    """Truncated = the file ends mid-line (no final newline) and leaves no complete line that
-    can be read. A real capture cut inside its only line is the case."""
+    """Truncated = the file ends mid-line (no final newline) inside a log-like line (kernel
+    timestamp or SEV/PSP words) and leaves no complete line that can be read. A real capture
+    cut inside its only line is the case; text of another kind cut anywhere is "unknown kind"."""
     real = realdata("dmesg-host/sevtool-43_milan-7313_ubuntu20.04-5.8.0-43_init-fail-0x13.txt").read_bytes()
     cut = tmp_path / "cut.txt"
     cut.write_bytes(real[: real.index(b"failed") + 4])       # "... SEV: fail"
     assert_one_line_error(sevkit(str(cut)), cut, "truncated")
+    stamp_only = tmp_path / "stamp.txt"
+    stamp_only.write_bytes(real[:8])                          # "[    6.0"
+    assert_one_line_error(sevkit(str(stamp_only)), stamp_only, "truncated")
+    other = tmp_path / "other.txt"
+    other.write_text('{"attestation_report": "AAAA')       # not log-like: unknown kind
+    assert_one_line_error(sevkit(str(other)), other, "unknown kind")
 
 
 def test_truncated_but_with_complete_lines_is_read_with_a_note(tmp_path: Path) -> None:
