@@ -23,6 +23,7 @@ from .okreport import parse_ok_report, parse_tcb_blocks, tcb_notes
 MAX_BYTES = 64 * 1024 * 1024   # a full dmesg is well under this; anything bigger is not a paste
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")      # `dmesg --color=always`
 KERNEL_LINE = re.compile(r"^\s*\[\s*\d+\.\d+\]|\bkernel: ", re.M)
+LOG_START = re.compile(r"^\s*(?:<\d>)?\[(?:[\s\d.]*\d|[A-Z][a-z]{2} )")   # "[    6.0", "[Wed Oct"
 
 detect_kind = D.detect_kind
 
@@ -72,7 +73,7 @@ def _unknown(p: Path, text: str) -> InputError:
     last = text.rsplit("\n", 1)[-1]
     # cut mid-line inside something log-like: a kernel timestamp or one of the words every
     # recognized line carries; other text without a final newline is just of unknown kind
-    if last and (KERNEL_LINE.search(last) or P.HOST_WORDS.search(last) or P.GUEST_WORDS.search(last)):
+    if last and (LOG_START.match(last) or P.HOST_WORDS.search(last) or P.GUEST_WORDS.search(last)):
         return InputError(f"{p}: truncated: the file ends mid-line and holds no complete "
                           "SEV, cpuinfo or cpuid line", evidence=ev)
     if KERNEL_LINE.search(text):
