@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
                     "kvm-amd-params, snphost-ok, tcb) and report what it says about SME, SEV, "
                     "SEV-ES and SEV-SNP. Exit 0 when all files were read, 2 when any was unusable.")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per good file")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help='a captured file; "-" reads standard input')
     p.set_defaults(func=handler)
 
 

@@ -8,6 +8,7 @@ unknown kind.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,10 @@ def _is_binary(data: bytes) -> bool:
 
 
 def read_capture(path: str | Path) -> str:
-    """The text of a capture, or InputError naming the file and what is wrong with it."""
+    """The text of a capture ("-" is standard input), or InputError naming the file and what is
+    wrong with it."""
+    if str(path) == "-":
+        return _decode(Path("<stdin>"), sys.stdin.buffer.read(MAX_BYTES + 1))
     p = Path(path)
     try:
         if p.is_dir():
@@ -51,6 +55,10 @@ def read_capture(path: str | Path) -> str:
         raise InputError(f"{p}: no such file", evidence={"file": str(p)}) from None
     except OSError as exc:
         raise InputError(f"{p}: cannot read: {exc.strerror or exc}", evidence={"file": str(p)}) from None
+    return _decode(p, data)
+
+
+def _decode(p: Path, data: bytes) -> str:
     if len(data) > MAX_BYTES:
         raise InputError(f"{p}: larger than {MAX_BYTES // (1024 * 1024)} MiB, not a pasted capture",
                          evidence={"file": str(p)})
@@ -142,5 +150,5 @@ def analyze_text(text: str, name: str = "<text>") -> dict[str, Any]:
 def analyze_file(path: str | Path) -> dict[str, Any]:
     """Analyze one file; InputError (one line naming the file) for anything unusable."""
     text = read_capture(path)
-    return analyze_text(text, str(path))
+    return analyze_text(text, "<stdin>" if str(path) == "-" else str(path))
 

@@ -175,3 +175,15 @@ def test_utf16_and_colored_dmesg_are_read(tmp_path: Path) -> None:
 def test_no_files_is_a_usage_error() -> None:
     proc = sevkit()
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_stdin_paste() -> None:
+    text = realdata(GOOD_HOST).read_text()
+    proc = subprocess.run([sys.executable, "-m", "sevkit", "analyze", "--json", "-"], cwd=REPO, input=text,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    (obj,) = json.loads(proc.stdout)
+    assert obj["file"] == "<stdin>" and obj["kind"] == "host-dmesg"
+    empty = subprocess.run([sys.executable, "-m", "sevkit", "analyze", "-"], cwd=REPO, input="",
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert_one_line_error(empty, "<stdin>", "empty file")
