@@ -125,6 +125,8 @@ def run_script(argv: list[str], prepare: list[list[str]] | None = None) -> str:
     lines = ["#!/bin/sh", "# Written by sevkit: the exact QEMU command of this guest, to reproduce it by hand.",
              "# It starts paused (-S); resume with: qmp-shell <qmp socket>, then type: cont",
              "set -e"]
+    if "-fw_cfg" in argv:
+        lines.append("# The -fw_cfg files are this run's credentials; they are deleted when the run ends.")
     for step in prepare or []:
         lines.append(shlex.join(step))
     parts: list[str] = [shlex.quote(argv[0])]

@@ -240,6 +240,19 @@ class GuestVM:
         self.shutdown()
         raise GuestError(f"{self.name}: expected QEMU to refuse the launch ({pattern!r}), but it started")
 
+    def boot(self) -> None:
+        """``launch()``, then serial ``login()`` if a password is known, then ``connect_ssh()`` if a
+        key is known. On failure the guest is shut down and the error re-raised."""
+        try:
+            self.launch()
+            if self.access.password is not None:
+                self.login()
+            if self.access.ssh_key is not None:
+                self.connect_ssh()
+        except BaseException:
+            self.shutdown(grace=0)
+            raise
+
     # -- liveness ------------------------------------------------------------------------
     def check_alive(self) -> None:
         """Raise GuestDied (exit status, console and qemu.log tails) if QEMU has exited."""
@@ -356,6 +369,16 @@ class GuestVM:
                     self.check_alive()
                 except GuestDied as died:
                     raise died from exc
+            raise
+
+    def query(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
+        """One QMP command on the running guest (QmpError carries QEMU's text; a dead QEMU is GuestDied)."""
+        self._require("query", GuestState.LAUNCHED, GuestState.RUNNING, GuestState.SHELL, GuestState.SSH_READY)
+        assert self.qmp is not None
+        try:
+            return self.qmp.execute(cmd, args, timeout=timeout)
+        except (QmpError, GuestTimeout):
+            self.check_alive()
             raise
 
     # -- stop ----------------------------------------------------------------------------
