@@ -68,7 +68,7 @@ def probe_cmd(args: argparse.Namespace) -> int:
         _print_human(report, profile)
     if verdict.errors:
         first = verdict.errors[0]
-        print(f"sevkit: error: could not read what profile {profile} needs: {first.id}: {first.message}"
+        print(f"sevkit: error: {len(verdict.errors)} check(s) could not read their input: {first.id}: {first.message}"
               + (f" (hint: {first.hint})" if first.hint else ""), file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK if verdict.holds else EXIT_FAIL

@@ -87,7 +87,7 @@ class QemuInfo:
 class ProfileVerdict:
     profile: str
     holds: bool
-    errors: tuple[Check, ...]     # checks that could not measure something the profile needs
+    errors: tuple[Check, ...]     # checks that could not read their input (access errors)
     failures: tuple[Check, ...]   # failing checks that count for the profile
     missing: tuple[str, ...]      # expected features that are not usable
 
@@ -151,7 +151,8 @@ class HostReport:
         wanted = expected_features(profile)
         counted = [c for c in self.checks if c.feature is None or c.feature in wanted
                    or (c.feature in FEATURES and _needed_by(c.feature, wanted))]
-        errors = tuple(c for c in counted if c.status == "error")
+        # Any unreadable input is an access error (exit 2), whatever the profile: never a silent pass.
+        errors = tuple(c for c in self.checks if c.status == "error")
         failures = tuple(c for c in counted if c.status == "fail")
         missing = tuple(f for f in wanted if not self.features.get(f))
         return ProfileVerdict(profile, not (errors or failures or missing), errors, failures, missing)

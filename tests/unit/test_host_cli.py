@@ -58,8 +58,8 @@ def test_probe_access_error_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
     code, _, err = run(["probe", "--bundle", str(b), "--expect", "sev"], capsys)
     assert code == 2
     assert err.count("\n") == 1 and "msr.syscfg.smee" in err and "Traceback" not in err
-    code, _, _ = run(["probe", "--bundle", str(b)], capsys)   # profile none needs no MSR
-    assert code == 0
+    code, out, _ = run(["probe", "--bundle", str(b)], capsys)   # an access error is exit 2 under any profile
+    assert code == 2 and "[ ERROR] msr.syscfg.smee" in out
 
 
 def test_probe_json_shape(healthy_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
