@@ -233,15 +233,55 @@ def _kvm() -> dict[str, Any]:
     return out
 
 
+def _kmsg(limit: int = 1 << 24) -> dict[str, Any]:
+    """Read /dev/kmsg without blocking: records are 'prio,seq,usec,flags;message'."""
+    lines: list[str] = []
+    size = 0
+    try:
+        fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        return _err(exc)
+    try:
+        while size < limit:
+            try:
+                rec = os.read(fd, 8192)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno == errno_mod.EPIPE:  # overwritten record: keep reading
+                    continue
+                raise
+            if not rec:
+                break
+            head, _, msg = rec.decode("utf-8", "replace").partition(";")
+            fields = head.split(",")
+            usec = int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 0
+            line = f"[{usec // 1000000:5d}.{usec % 1000000:06d}] {msg.splitlines()[0] if msg else ''}"
+            lines.append(line)
+            size += len(line)
+    except OSError as exc:
+        return _err(exc)
+    finally:
+        os.close(fd)
+    return {"text": "\n".join(lines) + "\n"} if lines else {"error": "/dev/kmsg gave no records"}
+
+
 def _dmesg() -> dict[str, Any]:
-    """The kernel log: dmesg, else journalctl -k -b. Failed attempts are kept as evidence."""
+    """The kernel log: dmesg, else /dev/kmsg, else journalctl -k -b. Failed attempts are kept."""
     attempts: list[dict[str, Any]] = []
-    for argv in (["dmesg"], ["journalctl", "-k", "-b", "--no-pager", "-o", "short-monotonic"]):
-        res = _run(argv, timeout=20.0)
-        if res.get("rc") == 0 and res.get("stdout", "").strip():
-            return {"source": " ".join(argv), "text": res["stdout"], "attempts": attempts}
-        attempts.append({k: v for k, v in res.items() if k != "stdout"})
-    return {"error": "kernel log not readable (dmesg and journalctl failed)", "attempts": attempts}
+    res = _run(["dmesg"], timeout=20.0)
+    if res.get("rc") == 0 and res.get("stdout", "").strip():
+        return {"source": "dmesg", "text": res["stdout"], "attempts": attempts}
+    attempts.append({k: v for k, v in res.items() if k != "stdout"})
+    km = _kmsg()
+    if "text" in km:
+        return {"source": "/dev/kmsg", "text": km["text"], "attempts": attempts}
+    attempts.append({"argv": ["/dev/kmsg"], **km})
+    res = _run(["journalctl", "-k", "-b", "--no-pager", "-o", "short-monotonic"], timeout=20.0)
+    if res.get("rc") == 0 and res.get("stdout", "").strip():
+        return {"source": "journalctl -k -b", "text": res["stdout"], "attempts": attempts}
+    attempts.append({k: v for k, v in res.items() if k != "stdout"})
+    return {"error": "kernel log not readable (dmesg, /dev/kmsg and journalctl failed)", "attempts": attempts}
 
 
 def _qemu() -> dict[str, Any]:

@@ -22,6 +22,11 @@ from . import collector
 from .rawinputs import RawInputs
 
 BUNDLE_RAW = "raw.json"
+# One remote command: the collector arrives on stdin. A non-root login uses passwordless sudo
+# when it has it (CPUID, MSRs and /dev/sev need root); otherwise it runs as is and the
+# unreadable inputs come back as access errors.
+REMOTE_COMMAND = ('if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null && sudo -n true 2>/dev/null; '
+                  'then exec sudo -n python3 -; else exec python3 -; fi')
 TARGET_RE = re.compile(r"^ssh://(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[0-9a-fA-F:]+\]|[^@/:\s\[\]]+)"
                        r"(?::(?P<port>\d{1,5}))?/?$")
 
@@ -93,7 +98,7 @@ def collect_ssh(target: Target, identity: str | None = None, *, known_hosts: str
             raise TransportError(f"ssh {target}: cannot connect: {exc}", evidence={"target": str(target)}) from exc
         stats.connects += 1
         source = Path(collector.__file__).read_bytes()
-        stdin, stdout, stderr = client.exec_command("python3 -", timeout=deadline.cap(timeout))
+        stdin, stdout, stderr = client.exec_command(REMOTE_COMMAND, timeout=deadline.cap(timeout))
         stats.commands += 1
         stdin.write(source)
         stdin.channel.shutdown_write()
