@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import struct
+import subprocess
 import sys
 from typing import Any
 
@@ -27,6 +28,8 @@ SNP_GET_REPORT = 0xC0205300
 SNP_GET_EXT_REPORT = 0xC0205302
 VMM_ERR_INVALID_LEN = 1
 PAGE = 4096
+DEFAULT_TSM_ROOT = "/sys/kernel/config/tsm/report"
+CONFIGFS = "/sys/kernel/config"
 
 
 class GuestRequest(ctypes.Structure):
@@ -121,11 +124,29 @@ def via_ioctl(dev: str, nonce: bytes, vmpl: int) -> dict[str, Any]:
             "certs": b""}
 
 
+def _try(cmd: list[str]) -> str:
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{' '.join(cmd)}: {exc}"
+    return f"{' '.join(cmd)}: exit {r.returncode} {r.stderr.strip()}".strip()
+
+
+def prepare() -> list[str]:
+    """Load sev-guest and mount configfs if needed (sev-facts §4.3); failures are only noted."""
+    done = []
+    if not os.path.exists("/dev/sev-guest") or not os.path.isdir(DEFAULT_TSM_ROOT):
+        done.append(_try(["modprobe", "sev-guest"]))
+    if os.path.isdir(CONFIGFS) and not os.path.ismount(CONFIGFS):
+        done.append(_try(["mount", "-t", "configfs", "none", CONFIGFS]))
+    return done
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--nonce", required=True, help="hex, up to 64 bytes")
     ap.add_argument("--vmpl", type=int, default=0)
-    ap.add_argument("--tsm-root", default="/sys/kernel/config/tsm/report")
+    ap.add_argument("--tsm-root", default=DEFAULT_TSM_ROOT)
     ap.add_argument("--entry", default="sevkit")
     ap.add_argument("--device", default="/dev/sev-guest")
     ap.add_argument("--method", choices=("auto", "configfs", "ioctl"), default="auto")
@@ -135,6 +156,8 @@ def main(argv: list[str]) -> int:
     try:
         if len(nonce) > 64:
             raise ValueError("nonce longer than 64 bytes")
+        if a.tsm_root == DEFAULT_TSM_ROOT:
+            out["prepared"] = prepare()
         info: dict[str, Any] | None = None
         if a.method in ("auto", "configfs"):
             if os.path.isdir(a.tsm_root):
