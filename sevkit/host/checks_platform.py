@@ -98,6 +98,21 @@ def run(g: Grader) -> None:
         g.add(Meta(f"kvm.param.{name}", f"{feat} enabled in KVM", feat, (feat,) if feat != "SEV" else SEVS,
                    ("kvm.module", need), f"sev-facts §4.1; snphost '{feat} enabled in KVM'"), param)
 
+    def secure_tsc() -> Outcome:
+        me = g.facts["mem_encrypt"]
+        kvm = raw.device("/dev/kvm").get("sev_vmsa_features")
+        e = [ev("CPUID Fn8000_001F EAX bit 8 (SecureTsc)", int(me.bit(8))),
+             ev("ioctl(/dev/kvm, KVM_GET_DEVICE_ATTR, KVM_X86_GRP_SEV/KVM_X86_SEV_VMSA_FEATURES)", kvm)]
+        if not me.bit(8):
+            return Outcome("skip", "CPUID Fn8000_001F EAX bit 8 (SecureTsc) is 0 (optional feature)", e,
+                           "Secure TSC needs an EPYC 9004 (Genoa) or newer CPU")
+        if isinstance(kvm, int) and kvm >> 9 & 1:
+            return Outcome("pass", "Secure TSC: CPU and KVM support it (VMSA feature bit 9)", e)
+        return Outcome("warn", "CPU supports Secure TSC but KVM does not offer it (VMSA feature bit 9 clear "
+                               "or attribute unavailable)", e, "kernel 6.18+ with kvm_amd sev_snp=1")
+    g.add(Meta("kvm.secure_tsc", "(Optional Feature) Secure TSC", "SEV-SNP", (), ("kvm.dev", "cpuid.sev_snp"),
+               "sev-facts §5.1, §9.1 '(Optional Feature) Secure TSC'"), secure_tsc)
+
     # -- /dev/sev ---------------------------------------------------------------------------
     def sev_dev() -> Outcome:
         d = raw.device("/dev/sev")

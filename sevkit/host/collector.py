@@ -62,6 +62,8 @@ EXTRA_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SEV_ISSUE_CMD = 0xC0105300  # _IOWR('S', 0, struct sev_issue_cmd) (packed, 16 bytes)
 SEV_PLATFORM_STATUS, SNP_PLATFORM_STATUS = 1, 9
 KVM_GET_API_VERSION = 0xAE00
+KVM_GET_DEVICE_ATTR = 0x4018AEE2   # _IOW(KVMIO, 0xe2, struct kvm_device_attr) on the /dev/kvm fd
+KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES = 1, 0
 
 
 class _SevIssueCmd(ctypes.Structure):
@@ -228,6 +230,13 @@ def _kvm() -> dict[str, Any]:
         out["api_version"] = fcntl.ioctl(fd, KVM_GET_API_VERSION)
     except OSError as exc:
         out["api_version"] = _err(exc)
+    try:  # the VMSA SEV_FEATURES KVM supports (snphost reads bit 9, SecureTSC)
+        value = ctypes.c_uint64(0)
+        attr = struct.pack("<IIQQ", 0, KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES, ctypes.addressof(value))
+        fcntl.ioctl(fd, KVM_GET_DEVICE_ATTR, attr)
+        out["sev_vmsa_features"] = int(value.value)
+    except OSError as exc:
+        out["sev_vmsa_features"] = _err(exc)
     finally:
         os.close(fd)
     return out

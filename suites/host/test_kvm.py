@@ -53,3 +53,12 @@ def test_kvm_param_sev_snp(host_check: Callable[[str], Check]) -> None:
     """
     c = host_check("kvm.param.sev_snp")
     assert c.ok, c.message
+
+
+def test_kvm_secure_tsc(host_check: Callable[[str], Check]) -> None:
+    """(Optional Feature) Secure TSC [SEV-SNP].
+
+    Ref: sev-facts §5.1, §9.1 '(Optional Feature) Secure TSC'.
+    """
+    c = host_check("kvm.secure_tsc")
+    assert c.ok, c.message

@@ -85,7 +85,8 @@ def make_raw(*, vendor: str = "AuthenticAMD", brand: str = "AMD EPYC 9354 32-Cor
              kernel: str = "6.11.0", qemu_version: str | None = "9.2.0",
              qemu_objects: tuple[str, ...] = ("sev-guest", "sev-snp-guest", "memory-backend-memfd"),
              ovmf: tuple[str, ...] = ("/usr/share/OVMF/OVMF_CODE_4M.fd",), euid: int = 0,
-             cpuinfo_flags: str = "fpu sme sev sev_es sev_snp", microcode: str = "0xa101148") -> RawInputs:
+             cpuinfo_flags: str = "fpu sme sev sev_es sev_snp", microcode: str = "0xa101148",
+             vmsa_features: int | dict[str, Any] | None = None) -> RawInputs:
     """A collector-shaped dict. Defaults: a healthy SNP host (SYNTHETIC values, Genoa-like)."""
     if kvm_params is None:
         kvm_params = {"sev": "Y\n", "sev_es": "Y\n", "sev_snp": "Y\n"}
@@ -151,8 +152,9 @@ def make_raw(*, vendor: str = "AuthenticAMD", brand: str = "AMD EPYC 9354 32-Cor
         "iommu_groups": {"types": {"DMA-FQ": 40}},
         "rlimit_memlock": {"soft": 8388608, "hard": 8388608},
         "devices": {"/dev/sev": dev_sev_entry,
-                    "/dev/kvm": {"exists": kvm, "readable": kvm, "writable": kvm, "api_version": 12} if kvm
-                    else {"exists": False}},
+                    "/dev/kvm": {"exists": kvm, "readable": kvm, "writable": kvm, "api_version": 12,
+                                 "sev_vmsa_features": vmsa_features if vmsa_features is not None else _err(6, "ENXIO")}
+                    if kvm else {"exists": False}},
         "ioctl": ioctl,
         "dmesg": {"source": "dmesg", "text": dmesg, "attempts": []} if dmesg is not None
         else {"error": "kernel log not readable", "attempts": []},

@@ -272,3 +272,13 @@ def test_report_json_shape() -> None:
     assert set(out["features"]) == set(FEATURES)
     assert all({"id", "status", "evidence"} <= set(c) for c in out["checks"])
     assert all("hint" in c for c in out["checks"] if c["status"] != "pass")
+
+
+def test_secure_tsc_optional_feature() -> None:
+    """SYNTHETIC: Secure TSC needs CPUID EAX bit 8 and KVM's VMSA feature bit 9 (snphost -f)."""
+    with_bit8 = (0x0101FD3F | 1 << 8, 51 | 6 << 6 | 4 << 12, 1006, 100)
+    assert grade(make_raw(leaf_1f=with_bit8, vmsa_features=1 << 9)).check("kvm.secure_tsc").status == "pass"
+    assert grade(make_raw(leaf_1f=with_bit8)).check("kvm.secure_tsc").status == "warn"
+    no_bit8 = (0x0101FC3F, 51 | 6 << 6 | 4 << 12, 1006, 100)
+    c = grade(make_raw(leaf_1f=no_bit8)).check("kvm.secure_tsc")
+    assert c.status == "skip" and "bit 8 (SecureTsc) is 0" in c.message
