@@ -112,7 +112,7 @@ def page_entropy(page: bytes | memoryview) -> float:
     n = len(data)
     if n == 0:
         return 0.0
-    return -sum(c / n * math.log2(c / n) for c in Counter(data).values())
+    return max(0.0, -sum(c / n * math.log2(c / n) for c in Counter(data).values()))   # no -0.0
 
 
 @dataclass

@@ -1,0 +1,155 @@
+"""The positive control for real: a plain Debian guest under TCG (OVMF + direct kernel boot), a secret
+planted from a seed, read back through all three methods.
+
+With the guest paused during the reads, guest memory is frozen, so the three methods must agree
+exactly: the gpas of the ELF dump's hits (from its PT_LOAD headers) equal the pmemsave file
+offsets of its hits and the /proc/<pid>/mem gpas. One boot for the whole module (~25 s).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sevkit.errors import DumpError
+from sevkit.evidence import ArtifactDir
+from sevkit.image import find_image
+from sevkit.image.credentials import make_credentials
+from sevkit.memory import dump as D
+from sevkit.memory.plant import Planted, Secret, plant, unplant
+from sevkit.memory.registers import read_registers
+from sevkit.qemu.firmware import find_pflash
+from sevkit.qemu.machine import GuestAccess, GuestVM
+from sevkit.qemu.spec import GuestSpec
+
+pytestmark = pytest.mark.qemu
+RAM_MIB = 1024
+
+
+@pytest.fixture(scope="module")
+def plain_vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuestVM]:
+    image = find_image()
+    if image is None:
+        pytest.fail("the guest image is not built: run `make image` (make test builds it first)")
+    fw = find_pflash()
+    if fw is None:
+        pytest.fail("no OVMF pflash pair installed (scripts/host-deps.sh installs ovmf)")
+    root = Path(tempfile.mkdtemp(prefix="sevkit-memt-"))
+    try:
+        creds = make_credentials(root / "cred")
+        keytype, blob = creds.known_host_key.split()[:2]
+        access = GuestAccess(user="root", password=creds.root_password, ssh_key=creds.private_key_path,
+                             host_keys=((keytype, blob),))
+        spec = GuestSpec(kind="plain", name="memtest", memory_mib=RAM_MIB, firmware=fw, kernel=image.kernel,
+                         initrd=image.initrd, append=image.append, disk=image.disk,
+                         disk_format=image.disk_format, fw_cfg=tuple(creds.fw_cfg))
+        vm = GuestVM(spec, evidence=ArtifactDir(tmp_path_factory.mktemp("memt-evidence")), run_root=root,
+                     access=access)
+        try:
+            vm.boot()
+            yield vm
+        finally:
+            vm.shutdown()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def planted(plain_vm: GuestVM) -> Iterator[Planted]:
+    p = plant(plain_vm.ssh, Secret.fresh(), timeout=120)
+    try:
+        yield p
+    finally:
+        unplant(plain_vm.ssh, p)
+
+
+def test_three_methods_agree_on_the_secret_gpas(plain_vm: GuestVM, planted: Planted, tmp_path: Path) -> None:
+    s = planted.secret
+    assert planted.copies_anon >= 256 and planted.copies_tmpfs >= 256
+    qmp, pid = plain_vm.qmp, plain_vm.pid
+    assert qmp is not None and pid is not None
+    scans: dict[str, D.MemoryScan] = {}
+    qmp.execute("stop")   # freeze guest memory so that the methods can be compared exactly
+    try:
+        for method in D.METHODS:
+            scans[method] = D.acquire_and_scan(method, qmp=qmp, pid=pid, ram_bytes=RAM_MIB << 20,
+                                               needles=[s.needle, s.control], folder=tmp_path / "dumps")
+    finally:
+        qmp.execute("cont")
+    gpas = {m: sorted(h.gpa for h in ms.hits(s.needle) if h.gpa is not None) for m, ms in scans.items()}
+    for m, ms in scans.items():
+        assert ms.count(s.needle) >= 1, f"{m}: this dump method cannot see guest memory"
+        assert ms.count(s.control) == 0, m
+        assert ms.coverage.complete and ms.coverage.bytes_read == RAM_MIB << 20, ms.coverage.to_json()
+        print(f"{m}: {ms.count(s.needle)} hits, acquire {ms.acquire_seconds:.2f}s, scan {ms.scan_seconds:.2f}s")
+    assert gpas["elf"] == gpas["pmemsave"] == gpas["procmem"]
+    # pmemsave of RAM from gpa 0 is a flat image: its file offset of a hit *is* the gpa
+    assert [h.offset for h in scans["pmemsave"].hits(s.needle)] == gpas["pmemsave"]
+    # and the ELF's offsets are file offsets, mapped through PT_LOAD (never equal to the gpa here)
+    assert all(h.offset != h.gpa for h in scans["elf"].hits(s.needle))
+    assert not (tmp_path / "dumps").exists() or list((tmp_path / "dumps").iterdir()) == []
+
+
+def test_elf_gpa_bytes_in_a_kept_pmemsave_file(plain_vm: GuestVM, planted: Planted, tmp_path: Path) -> None:
+    """Byte-level cross-check with kept dumps: at every gpa the ELF dump reports, the raw
+    pmemsave image holds the secret."""
+    s = planted.secret
+    qmp, pid = plain_vm.qmp, plain_vm.pid
+    assert qmp is not None and pid is not None
+    qmp.execute("stop")
+    try:
+        elf = D.acquire_and_scan("elf", qmp=qmp, pid=pid, ram_bytes=RAM_MIB << 20, needles=[s.needle],
+                                 folder=tmp_path / "d")
+        D.acquire_and_scan("pmemsave", qmp=qmp, pid=pid, ram_bytes=RAM_MIB << 20, needles=[s.needle],
+                           folder=tmp_path / "d", keep=True)
+    finally:
+        qmp.execute("cont")
+    raw = tmp_path / "d" / "pmem-0x0.raw"
+    assert (raw.stat().st_mode & 0o777) == 0o600
+    with open(raw, "rb") as fh:
+        for h in elf.hits(s.needle):
+            assert h.gpa is not None
+            fh.seek(h.gpa)
+            assert fh.read(len(s.needle)) == s.needle, f"gpa {h.gpa:#x}"
+    D.remove_dumps([raw])
+
+
+def test_default_method_is_procmem_here(plain_vm: GuestVM) -> None:
+    assert plain_vm.pid is not None
+    assert D.default_method(plain_vm.pid, RAM_MIB << 20) == "procmem"   # root: no dump file needed
+
+
+def test_plain_guest_registers_are_live(plain_vm: GuestVM) -> None:
+    assert plain_vm.qmp is not None
+    view = read_registers(plain_vm.qmp)
+    assert view.live, view.to_json()
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.parametrize("method", ["elf", "pmemsave"])
+def test_guest_dump_into_too_small_folder(plain_vm: GuestVM, planted: Planted, tiny_tmpfs: Path,
+                                          method: str) -> None:
+    assert plain_vm.qmp is not None and plain_vm.pid is not None
+    with pytest.raises(DumpError, match=r"not enough room .* need \d+ MiB, 16 MiB free"):
+        D.acquire_and_scan(method, qmp=plain_vm.qmp, pid=plain_vm.pid, ram_bytes=RAM_MIB << 20,
+                           needles=[planted.secret.needle], folder=tiny_tmpfs / "dumps")
+    assert list((tiny_tmpfs / "dumps").iterdir()) == []
+    assert plain_vm.run("true", via="ssh").ok   # the guest is unharmed
