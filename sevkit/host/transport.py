@@ -143,7 +143,7 @@ def write_bundle(raw: RawInputs, path: str | Path) -> Path:
         members["cpuinfo.txt"] = str(raw.section("cpuinfo")["text"]).encode()
     members["README.txt"] = (f"sevkit host evidence bundle, collected {raw.data.get('collected_at')} from "
                              f"{raw.origin}. Grade it with: sevkit probe --bundle {path.name}\n").encode()
-    tmp = path.with_name(path.name + ".part")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")   # concurrent writers never share a temp file
     with tarfile.open(tmp, "w:gz") as tar:
         for name, blob in members.items():
             info = tarfile.TarInfo(name)
