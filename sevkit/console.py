@@ -269,9 +269,14 @@ class SerialConsole:
         return self.expect([pattern], deadline, f"waiting for {pattern!r}")[1]
 
     def send(self, text: str) -> None:
+        """Type ``text``. Raises GuestDied if the other end (QEMU) is gone."""
         if self._spawn is None:
             raise GuestError(f"{self.name}: console is not connected")
-        self._spawn.send(text)
+        try:
+            self._spawn.send(text)
+        except OSError as exc:   # EPIPE/ECONNRESET: QEMU closed the chardev (exited)
+            raise GuestDied(f"{self.name}: cannot write to the console ({exc.strerror}); QEMU exited?"
+                            f"\n--- console tail ---\n{self.tail(25)}", evidence=self._evidence()) from exc
 
     # -- login ---------------------------------------------------------------------------
     def login(self, user: str, password: str, deadline: Deadline) -> None:

@@ -1,0 +1,1 @@
+"""Fakes that implement the real protocols (style.md lesson 14)."""
