@@ -11,7 +11,7 @@ from sevkit.host import Check
 
 
 def test_kvm_dev(host_check: Callable[[str], Check]) -> None:
-    """KVM support (/dev/kvm) [generic host].
+    """KVM support (/dev/kvm) [SEV].
 
     Ref: sev-facts §4.2; snphost 'KVM Support'.
     """
