@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ..errors import ImageError
 
 FW_CFG_PREFIX = "opt/org.sevkit/"
-FW_CFG_NAMES = ("authorized_keys", "root_password_hash", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub")
+FW_CFG_NAMES = ("authorized_keys", "root_password_hash", "ssh_host_ed25519_key")
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,6 @@ def make_credentials(workdir: str | Path) -> GuestCredentials:
     host_private, host_public = _ed25519()
     password = secrets.token_urlsafe(18)
     public_line = f"{client_public} sevkit-run"
-    host_line = f"{host_public} sevkit-guest"
 
     key_path = _write_private(folder / "id_ed25519", client_private)
     _write_private(folder / "id_ed25519.pub", (public_line + "\n").encode())
@@ -108,7 +107,6 @@ def make_credentials(workdir: str | Path) -> GuestCredentials:
         "authorized_keys": (public_line + "\n").encode(),
         "root_password_hash": (sha512_crypt(password) + "\n").encode(),
         "ssh_host_ed25519_key": host_private,
-        "ssh_host_ed25519_key.pub": (host_line + "\n").encode(),
     }
     fw_cfg = []
     for name in FW_CFG_NAMES:

@@ -150,8 +150,7 @@ def _build(recipe: Recipe, store: Path, progress: Progress | None) -> GuestImage
                        sizes={"disk": disk.stat().st_size, "kernel": kernel.stat().st_size,
                               "initrd": initrd.stat().st_size},
                        fs_bytes=facts["fs_bytes"], recipe=recipe.canonical(),
-                       credentials_fw_cfg="opt/org.sevkit/{authorized_keys,root_password_hash,"
-                                          "ssh_host_ed25519_key,ssh_host_ed25519_key.pub}",
+                       credentials_fw_cfg="opt/org.sevkit/{authorized_keys,root_password_hash,ssh_host_ed25519_key}",
                        build_log="build.log")
         shutil.move(str(log), tmp / "build.log")
         if final.exists():   # a broken leftover (the lock is ours, the manifest did not validate)
