@@ -46,6 +46,11 @@ def _profile(value: str) -> str:
     return v
 
 
+def _check_identity(args: argparse.Namespace) -> None:
+    if args.identity and parse_target(args.target).kind == "local":
+        raise UsageError("--identity applies to --target ssh://user@host[:port] only")
+
+
 def probe_cmd(args: argparse.Namespace) -> int:
     profile = _profile(args.expect)
     if args.bundle:
@@ -53,6 +58,7 @@ def probe_cmd(args: argparse.Namespace) -> int:
             raise UsageError("--bundle grades a saved bundle: it cannot be combined with --target/--identity")
         raw = read_bundle(args.bundle)
     else:
+        _check_identity(args)
         raw = collect(parse_target(args.target), args.identity)
     report = grade(raw)
     verdict = report.verdict(profile)
@@ -99,6 +105,7 @@ def _print_human(report: HostReport, profile: str) -> None:
 
 
 def collect_cmd(args: argparse.Namespace) -> int:
+    _check_identity(args)
     raw = collect(parse_target(args.target), args.identity)
     try:
         path = write_bundle(raw, args.output)

@@ -108,6 +108,8 @@ def collect_ssh(target: Target, identity: str | None = None, *, known_hosts: str
         stats.bytes_in += len(out)
     except TimeoutError as exc:
         raise TransportError(f"ssh {target}: remote probe exceeded {timeout:.0f}s") from exc
+    except (paramiko.SSHException, OSError) as exc:   # channel refused, connection lost mid-probe
+        raise TransportError(f"ssh {target}: remote probe failed: {exc}", evidence={"target": str(target)}) from exc
     finally:
         client.close()
     stats.seconds = time.monotonic() - started

@@ -131,6 +131,8 @@ def test_bad_bundles_one_line_exit_2(kind: str, tmp_path: Path, healthy_bundle: 
     (["collect", "-o", "/nonexistent-dir/host.tar.gz", "--target", "ssh://root@h:1", "--identity", "/no/key"],
      "no such key file"),
     (["probe", "--target", "ssh://root@127.0.0.1:1", "--identity", "/no/key"], "no such key file"),
+    (["probe", "--identity", "/no/key"], "--identity applies to --target ssh://"),
+    (["collect", "-o", "x.tar.gz", "--identity", "/no/key"], "--identity applies to --target ssh://"),
 ])
 def test_bad_arguments_one_line_exit_2(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(argv, capsys)
