@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from ..image import DEFAULT_MIRROR, DEFAULT_SUITE, GuestImage, Recipe, default_store, ensure_image, find_image
+from ..image import DEFAULT_MIRROR, DEFAULT_SUITE, GuestImage, Recipe, default_store, ensure_image, find_image, prune
 from ..image.recipe import KNOWN_SUITES
 
 
@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p.add_argument("--out", metavar="DIR", default=None,
                        help=f"image store (default $SEVKIT_CACHE_DIR/images or {default_store()})")
         p.set_defaults(func=_build if name == "build" else _find)
+    p = sub.add_parser("prune", help="remove cached images of older recipes and dead build folders")
+    p.add_argument("--out", metavar="DIR", default=None, help="image store (default as for build)")
+    p.set_defaults(func=_prune)
 
 
 def _progress(msg: str) -> None:
@@ -58,4 +61,10 @@ def _find(args: argparse.Namespace) -> int:
               f"(run: sevkit image build --suite {recipe.suite})", file=sys.stderr)
         return 1
     _describe(image)
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    removed = prune(args.out, progress=_progress)
+    print(f"sevkit: removed {len(removed)} folder(s) from {args.out or default_store()}", file=sys.stderr)
     return 0

@@ -8,9 +8,9 @@
 
 from .recipe import DEFAULT_MIRROR, DEFAULT_SUITE, MIN_KERNEL_FOR_TSM, Recipe
 from .spec import DEFAULT_APPEND, GuestImage, kernel_version_of, load_image_spec, version_tuple
-from .store import default_store, ensure_image, find_image
+from .store import default_store, ensure_image, find_image, prune
 
 __all__ = [
     "DEFAULT_APPEND", "DEFAULT_MIRROR", "DEFAULT_SUITE", "MIN_KERNEL_FOR_TSM", "GuestImage", "Recipe",
-    "default_store", "ensure_image", "find_image", "kernel_version_of", "load_image_spec", "version_tuple",
+    "default_store", "ensure_image", "find_image", "kernel_version_of", "load_image_spec", "prune", "version_tuple",
 ]

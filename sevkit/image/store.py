@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import time
@@ -27,10 +28,11 @@ from pathlib import Path
 from ..deadline import Deadline
 from ..errors import ImageError, InputError
 from .build import Builder, Progress, preflight, remove_tree
-from .recipe import DEFAULT_MIRROR, DEFAULT_SUITE, Recipe
+from .recipe import DEFAULT_MIRROR, DEFAULT_SUITE, KNOWN_SUITES, Recipe
 from .spec import MANIFEST_NAME, GuestImage, load_image_spec, write_manifest
 
 LOCK_WAIT_S = 3600.0      # a whole cold build by another process, with margin
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}-[0-9a-f]{16}$")
 
 
 def default_store() -> Path:
@@ -166,3 +168,34 @@ def _build(recipe: Recipe, store: Path, progress: Progress | None) -> GuestImage
         raise ImageError(f"the image built in {final} does not validate (manifest or sizes)")
     return built
 
+
+
+def prune(cache_dir: str | Path | None = None, *, keep: list[Recipe] | None = None,
+          progress: Progress | None = None) -> list[Path]:
+    """Remove images other than those of ``keep`` (default: the current recipe of each known suite from
+    the default mirror) and dead build folders. Folders being built (lock held) are left alone."""
+    store = _store(cache_dir)
+    if not store.is_dir():
+        return []
+    keep_names = {r.name for r in (keep if keep is not None else [Recipe(suite=s) for s in KNOWN_SUITES])}
+    removed: list[Path] = []
+    for entry in sorted(store.iterdir()):
+        if entry.name in keep_names or entry.name in ("logs", ".debs") or not entry.is_dir():
+            continue
+        name = entry.name.lstrip(".").split(".tmp-", 1)[0]
+        if not _NAME_RE.match(name):
+            continue
+        lock = store / f".{name}.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue          # being built right now
+            if progress is not None:
+                progress(f"image: removing {entry}")
+            remove_tree(entry)
+            removed.append(entry)
+        finally:
+            os.close(fd)
+    return removed

@@ -4,6 +4,7 @@ key against the pinned per-run host key (and refusal of any other host key), and
 SNP checks rely on. A minimal smoke test: the launcher's own tests cover the real GuestVM.
 
 Needs the image built (``make image``; ``make test`` builds it first): without it this test fails.
+``SEVKIT_TEST_IMAGE_SUITE=bookworm`` boots the bookworm image instead.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import paramiko
 import pytest
 
 from sevkit.deadline import Deadline
-from sevkit.image import GuestImage, find_image, version_tuple
+from sevkit.image import DEFAULT_SUITE, GuestImage, find_image, version_tuple
 from sevkit.image.credentials import GuestCredentials, make_credentials
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -99,8 +100,9 @@ def _free_port() -> int:
 
 @pytest.fixture
 def booted(tmp_path: Path) -> Iterator[tuple[GuestImage, GuestCredentials, Console, int, float, Path]]:
-    image = find_image()
-    assert image is not None, "the guest image is not built: run `make image` (sevkit image build) first"
+    suite = os.environ.get("SEVKIT_TEST_IMAGE_SUITE", DEFAULT_SUITE)
+    image = find_image(suite=suite)
+    assert image is not None, f"the {suite} guest image is not built: run `sevkit image build --suite {suite}` first"
     for tool in ("qemu-system-x86_64", "qemu-img"):
         assert shutil.which(tool), f"{tool} missing"
     assert OVMF_CODE.is_file() and OVMF_VARS.is_file(), "ovmf missing"

@@ -203,3 +203,17 @@ def test_mirror_without_the_suite(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_mounts_under_finds_nothing_in_a_plain_folder(tmp_path: Path) -> None:
     assert mounts_under(tmp_path) == []
     assert Path("/proc") in mounts_under(Path("/proc"))
+
+
+def test_prune_keeps_current_images_and_removes_old_and_dead(tmp_path: Path, fake: type[FakeBuilder]) -> None:
+    current = ensure_image(cache_dir=tmp_path)
+    old = tmp_path / "trixie-0123456789abcdef"
+    (old / "x").mkdir(parents=True)
+    dead = tmp_path / ".bookworm-0123456789abcdef.tmp-1-abc"
+    dead.mkdir()
+    other = tmp_path / "not-an-image"
+    other.mkdir()
+    removed = store_mod.prune(tmp_path)
+    assert sorted(removed) == sorted([old, dead])
+    assert current.root.is_dir() and other.is_dir() and (tmp_path / "logs").is_dir()
+    assert find_image(cache_dir=tmp_path) == current
