@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,16 +242,34 @@ class GuestVM:
         raise GuestError(f"{self.name}: expected QEMU to refuse the launch ({pattern!r}), but it started")
 
     def boot(self) -> None:
-        """``launch()``, then serial ``login()`` if a password is known, then ``connect_ssh()`` if a
-        key is known. On failure the guest is shut down and the error re-raised."""
+        """``launch()``, then serial ``login()`` (if a password is known) and ``connect_ssh()`` (if a key
+        is known) side by side: SSH polling runs in a thread while the console logs in, so the guest is
+        ready as soon as the slower of the two is. On failure the guest is shut down and the first
+        error re-raised."""
+        errors: list[BaseException] = []
+
+        def ssh_side() -> None:
+            try:
+                self.connect_ssh()
+            except BaseException as exc:  # handed to the caller below
+                errors.append(exc)
+
+        worker: threading.Thread | None = None
         try:
             self.launch()
+            if self.access.ssh_key is not None:
+                worker = threading.Thread(target=ssh_side, name=f"{self.name}-ssh-wait", daemon=True)
+                worker.start()
             if self.access.password is not None:
                 self.login()
-            if self.access.ssh_key is not None:
-                self.connect_ssh()
+            if worker is not None:
+                worker.join()
+                if errors:
+                    raise errors[0]
         except BaseException:
             self.shutdown(grace=0)
+            if worker is not None:
+                worker.join(30)
             raise
 
     # -- liveness ------------------------------------------------------------------------

@@ -1,0 +1,189 @@
+"""Real guests under TCG on this machine: the sevkit image through OVMF with direct kernel boot.
+
+One plain guest is booted for the whole module (each OVMF boot costs ~22 s here, more when the
+machine is busy); the panic test boots a second, short-lived one. Launch refusals start no
+guest at all. At the end no QEMU started here may be left running.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sevkit.errors import GuestDied, GuestPanic, LaunchError, LaunchRefused, StateError
+from sevkit.evidence import ArtifactDir
+from sevkit.image import GuestImage, ensure_image
+from sevkit.image.credentials import make_credentials
+from sevkit.inguest import encryption_banner, run_probe
+from sevkit.qemu import reaper
+from sevkit.qemu.firmware import find_pflash
+from sevkit.qemu.machine import GuestAccess, GuestState, GuestVM
+from sevkit.qemu.spec import Firmware, GuestSpec
+
+pytestmark = pytest.mark.qemu
+QEMU = shutil.which("qemu-system-x86_64")
+
+
+@pytest.fixture(scope="module")
+def run_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="sk-it-"))
+    yield root
+    left = reaper.running_from(root)
+    reaper.reap(root)
+    shutil.rmtree(root, ignore_errors=True)
+    assert not left, f"QEMU processes left running after the tests: {left}"
+
+
+@pytest.fixture(scope="module")
+def image() -> GuestImage:
+    if QEMU is None:
+        pytest.fail("qemu-system-x86_64 is not installed (scripts/host-deps.sh installs it)")
+    return ensure_image()
+
+
+@pytest.fixture(scope="module")
+def firmware() -> Firmware:
+    fw = find_pflash()
+    if fw is None:
+        pytest.fail("no OVMF pflash CODE/VARS installed (Debian: ovmf)")
+    return fw
+
+
+@pytest.fixture(scope="module")
+def access_and_cfg(run_root: Path) -> tuple[GuestAccess, tuple[tuple[str, Path], ...]]:
+    cred = make_credentials(run_root / "credentials")
+    keytype, blob = cred.known_host_key.split()[:2]
+    return (GuestAccess(password=cred.root_password, ssh_key=cred.private_key_path, host_keys=((keytype, blob),)),
+            tuple(cred.fw_cfg))
+
+
+def _spec(image: GuestImage, firmware: Firmware, fw_cfg: tuple[tuple[str, Path], ...], **kw: object) -> GuestSpec:
+    base: dict[str, object] = dict(kind="plain", name="it-plain", firmware=firmware, kernel=image.kernel,
+                                   initrd=image.initrd, append=image.append, disk=image.disk,
+                                   disk_format=image.disk_format, fw_cfg=fw_cfg)
+    base.update(kw)
+    return GuestSpec(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def plain(image: GuestImage, firmware: Firmware, run_root: Path, tmp_path_factory: pytest.TempPathFactory,
+          access_and_cfg: tuple[GuestAccess, tuple[tuple[str, Path], ...]]) -> Iterator[GuestVM]:
+    access, fw_cfg = access_and_cfg
+    vm = GuestVM(_spec(image, firmware, fw_cfg), evidence=ArtifactDir(tmp_path_factory.mktemp("ev-plain")),
+                 run_root=run_root, access=access)
+    with vm:
+        vm.boot()
+        yield vm
+
+
+def test_boot_login_serial_and_ssh(plain: GuestVM) -> None:
+    assert plain.state is GuestState.SSH_READY
+    assert plain.times["serial_login_s"] > 0 and plain.times["ssh_ready_s"] > 0
+    print(f"boot times: serial login {plain.times['serial_login_s']} s, SSH ready {plain.times['ssh_ready_s']} s")
+
+
+def test_same_result_over_serial_and_ssh(plain: GuestVM) -> None:
+    for cmd in ["uname -r", "echo out; echo err >&2; exit 4", "printf 'a\\tb'", "cat /proc/cmdline"]:
+        s, h = plain.run(cmd, via="serial"), plain.run(cmd, via="ssh")
+        assert (s.stdout, s.stderr, s.exit_status) == (h.stdout, h.stderr, h.exit_status), cmd
+
+
+def test_plain_guest_log_and_msr_truthfully(plain: GuestVM) -> None:
+    dmesg = plain.run("dmesg", via="ssh").check().stdout
+    assert "Linux version" in dmesg
+    assert not encryption_banner(dmesg).present
+    for via in ("serial", "ssh"):
+        probe = run_probe(plain.console if via == "serial" else plain.ssh, timeout=120)
+        # Under TCG the read either works (and must say no SEV) or faults: both are reported as such.
+        if probe.sev_status is not None:
+            assert probe.status_low3 == 0
+        else:
+            assert probe.msr_error and probe.cpuid_eax_sev_bits == 0
+        assert probe.sev_guest_dev is False
+
+
+def test_qmp_and_evidence(plain: GuestVM) -> None:
+    info = plain.query("query-sev")
+    assert info["enabled"] is False
+    ev = plain.evidence.path
+    assert os.access(ev / "run.sh", os.X_OK)
+    assert "qemu-system-x86_64" in (ev / "run.sh").read_text()
+    assert "Linux version" in (ev / "console.log").read_text(errors="replace")
+    assert (ev / "qmp.log").read_text().count("query-sev") >= 1
+    assert "connected to 127.0.0.1" in (ev / "ssh.log").read_text()
+
+
+def test_wrong_state_calls(plain: GuestVM, run_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="requires CREATED"):
+        plain.launch()
+    fresh = GuestVM(plain.spec, evidence=ArtifactDir(tmp_path), run_root=run_root)
+    with pytest.raises(StateError, match="requires SSH_READY"):
+        _ = fresh.ssh
+    with pytest.raises(StateError):
+        fresh.login()
+
+
+def test_killed_qemu_is_guest_died(plain: GuestVM) -> None:
+    """Runs last on the shared guest: QEMU killed mid-test gives a clear GuestDied, not a hang."""
+    assert plain.pid is not None
+    os.kill(plain.pid, signal.SIGKILL)
+    time.sleep(0.5)
+    with pytest.raises(GuestDied, match="SIGKILL"):
+        plain.run("true", via="ssh", timeout=20)
+    with pytest.raises((GuestDied, StateError)):
+        plain.run("true", via="serial", timeout=20)
+
+
+def test_kernel_panic_detected_within_seconds(image: GuestImage, firmware: Firmware, run_root: Path,
+                                              tmp_path: Path,
+                                              access_and_cfg: tuple[GuestAccess, tuple[tuple[str, Path], ...]]) -> None:
+    """A bad root= without an initrd panics the kernel; login fails fast with the console tail."""
+    access, fw_cfg = access_and_cfg
+    spec = _spec(image, firmware, fw_cfg, name="it-panic", initrd=None,
+                 append="root=/dev/sevkit-nonexistent ro console=ttyS0,115200")
+    vm = GuestVM(spec, evidence=ArtifactDir(tmp_path), run_root=run_root, access=access)
+    start = time.monotonic()
+    with vm, pytest.raises(GuestPanic) as info:
+        vm.boot()
+    took = time.monotonic() - start
+    assert "Kernel panic" in str(info.value)
+    assert "VFS" in info.value.evidence["console_tail"]
+    assert took < 90, f"panic took {took:.0f}s to be noticed"
+    assert vm.state is GuestState.BROKEN and vm.pid is not None and vm.proc is not None
+    assert vm.proc.poll() is not None
+
+
+def test_sev_refused_before_qemu_starts(image: GuestImage, firmware: Firmware, run_root: Path) -> None:
+    before = reaper.running_from(run_root)
+    with pytest.raises(LaunchRefused, match="TCG cannot run confidential guests"):
+        GuestSpec(kind="sev", accel="tcg", firmware=firmware, kernel=image.kernel, disk=image.disk,
+                  cbitpos=51, reduced_phys_bits=1)
+    assert reaper.running_from(run_root) == before
+
+
+@pytest.mark.parametrize(("kind", "pattern"), [
+    ("sev-snp", r"Parameter 'qom-type' does not accept value 'sev-snp-guest'"),
+    ("sev", r"SIGABRT|Assertion"),
+])
+def test_qemu_own_refusal_surfaced(kind: str, pattern: str, image: GuestImage, run_root: Path,
+                                   tmp_path: Path) -> None:
+    """With our validation bypassed, QEMU 7.2 itself refuses: its message reaches LaunchError."""
+    fw = Firmware("bios", image=Path("/usr/share/OVMF/OVMF_CODE_4M.fd")) if kind == "sev-snp" else find_pflash()
+    assert fw is not None
+    spec = GuestSpec(kind=kind, name=f"it-{kind}", accel="tcg", firmware=fw, kernel=image.kernel, initrd=image.initrd,
+                     append=image.append, cbitpos=51, reduced_phys_bits=1, check=False)
+    vm = GuestVM(spec, evidence=ArtifactDir(tmp_path), run_root=run_root)
+    with pytest.raises(LaunchError) as info:
+        vm.launch()
+    assert re.search(pattern, str(info.value)), str(info.value)
+    assert info.value.evidence["argv"][0].endswith("qemu-system-x86_64")
+    assert (tmp_path / "run.sh").is_file()
+    assert vm.state is GuestState.STOPPED and vm.run_dir is None
