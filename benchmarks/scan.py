@@ -73,6 +73,7 @@ def run(out_dir: Path) -> dict[str, Any]:
     scratch = Path(tempfile.mkdtemp(prefix="sevkit-bench-scan-", dir="/var/tmp"))
     f = scratch / "2GiB.bin"
     env = dict(os.environ, LC_ALL="C")
+    load_start = os.getloadavg()[0]
     try:
         t0 = time.perf_counter()
         where = _write(f, needles, rng)
@@ -119,6 +120,7 @@ def run(out_dir: Path) -> dict[str, Any]:
             "grep_1_needle_gbps": round(SIZE / g / 1e9, 2),
             "sevkit_2_needles_gbps": round(SIZE / o / 1e9, 2),
             "sevkit_cli_startup_s": round(startup, 3),
+            "loadavg_1min_at_start": round(load_start, 2),
             "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
             "sevkit_inprocess_2_workers_median_s": round(statistics.median(inproc), 3),
             "sevkit_inprocess_1_worker_s": round(one_worker, 3),
