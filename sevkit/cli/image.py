@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 from ..image import DEFAULT_MIRROR, DEFAULT_SUITE, GuestImage, Recipe, default_store, ensure_image, find_image, prune
 from ..image.recipe import KNOWN_SUITES
@@ -42,11 +46,28 @@ def _describe(image: GuestImage) -> None:
     print(f"  append {image.append}", file=sys.stderr)
 
 
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a CI timeout, ``kill``) unwinds like Ctrl-C, so the build stops debootstrap and removes
+    its temporary folder instead of leaving both behind."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _build(args: argparse.Namespace) -> int:
     recipe = Recipe(suite=args.suite, mirror=args.mirror)    # UsageError (exit 2) on a bad name or URL
     started = time.monotonic()
     cached = find_image(recipe=recipe, cache_dir=args.out)
-    image = cached or ensure_image(recipe=recipe, cache_dir=args.out, progress=_progress)
+    if cached is None:
+        with _sigterm_interrupts():
+            image = ensure_image(recipe=recipe, cache_dir=args.out, progress=_progress)
+    else:
+        image = cached
     state = "cached" if cached else f"built in {time.monotonic() - started:.0f}s"
     print(f"sevkit: guest image {recipe.name} {state}", file=sys.stderr)
     _describe(image)
