@@ -83,6 +83,7 @@ class Coverage:
     unreadable: list[tuple[RamRange, str]] = field(default_factory=list)
     private_readable: bool = True     # False: private memory is not reachable by the host at all
     notes: list[str] = field(default_factory=list)
+    private_unreadable: list[RamRange] = field(default_factory=list)   # where private pages may live
 
     @property
     def bytes_read(self) -> int:
@@ -102,6 +103,7 @@ class Coverage:
             "ranges_read": [r.to_json() for r in self.ranges_read],
             "unreadable": [{**r.to_json(), "reason": why} for r, why in self.unreadable],
             "private_memory_readable_by_host": self.private_readable,
+            "private_unreadable_ranges": [r.to_json() for r in self.private_unreadable],
             "notes": self.notes,
         }
 
@@ -404,8 +406,11 @@ def acquire_and_scan(method: str, *, qmp: QmpLike, pid: int, ram_bytes: int, nee
     """Read guest memory with ``method`` and scan it. Dump files are removed unless ``keep``."""
     ram = ram_ranges(ram_bytes, machine)
     if method == "procmem":
-        return scan_procmem(pid, qmp, ram, needles, private_readable=private_readable,
-                            private_reason=private_reason)
+        ms = scan_procmem(pid, qmp, ram, needles, private_readable=private_readable,
+                          private_reason=private_reason)
+        if not private_readable:
+            ms.coverage.private_unreadable = list(ram)
+        return ms
     if method not in METHODS:
         raise DumpError(f"unknown dump method {method!r}; known: {', '.join(METHODS)}")
     files: list[Path] = []
@@ -438,6 +443,7 @@ def acquire_and_scan(method: str, *, qmp: QmpLike, pid: int, ram_bytes: int, nee
                 cov.notes.append("RAM is split around the PCI hole: one pmemsave per range (P9)")
         if not private_readable:
             cov.notes.append(private_reason)
+            cov.private_unreadable = list(ram)
         t2 = time.perf_counter()
         return MemoryScan(method, cov, res, t1 - t0, t2 - t1, [p.name for p in files], keep)
     finally:

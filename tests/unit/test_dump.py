@@ -275,3 +275,15 @@ def test_plant_locally_for_real() -> None:
             pytest.fail("planter still running after unplant")
         time.sleep(0.05)
     assert not Path(planted.tmpfs_file).exists()
+
+
+def test_guest_memfd_coverage_names_the_unreadable_ranges(child_ram: tuple[int, int, int], tmp_path: Path) -> None:
+    pid, addr, size = child_ram
+    readable, why = D.private_memory_view("sev-snp", "6.12.0")
+    ms = D.acquire_and_scan("procmem", qmp=FakeQmp(hva=addr), pid=pid, ram_bytes=size, needles=[NEEDLE],
+                            folder=tmp_path, private_readable=readable, private_reason=why)
+    cov = ms.coverage.to_json()
+    assert cov["private_memory_readable_by_host"] is False and cov["complete"] is False
+    assert cov["private_unreadable_ranges"] == [{"gpa": "0x0", "size": size}]
+    assert any("guest_memfd" in n for n in cov["notes"])
+    assert cov["bytes_read"] == size   # the shared view was read, and it says so
