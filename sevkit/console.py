@@ -286,19 +286,17 @@ class SerialConsole:
         Raises GuestError on refused credentials, GuestTimeout/GuestPanic/GuestDied otherwise.
         """
         assert self._spawn is not None
-        while True:
-            idx, _ = self._expect_nudging([r"login: ", r"\S[#$] "], deadline, "login prompt")
-            if idx == 1:        # already a shell (autologin)
-                break
+        shell = r"\S+@\S+[#$] "
+        idx, _ = self._expect_nudging([r"login: ", shell], deadline, "login prompt")
+        if idx == 0:          # else: already a shell (autologin)
             self.send(user + "\r")
-            idx, _ = self.expect([r"[Pp]assword: ", r"\S[#$] "], deadline, "password prompt")
+            idx, _ = self.expect([r"[Pp]assword: ", shell], deadline, "password prompt")
             if idx == 0:
                 self.send(password + "\r")
-                idx, _ = self.expect([r"\S[#$] ", r"Login incorrect", r"login: "], deadline, "shell prompt")
+                idx, _ = self.expect([shell, r"Login incorrect", r"login: "], deadline, "shell prompt")
                 if idx != 0:
                     raise GuestError(f"{self.name}: serial login as {user!r} was refused",
                                      evidence=self._evidence())
-            break
         # Fixed prompt, no echo, quiet kernel, no bracketed-paste escapes.
         self.send(f"stty -echo; export PS1='{self.PROMPT}' PS2='' TERM=dumb; unset PROMPT_COMMAND; "
                   "dmesg -n 1 2>/dev/null; bind 'set enable-bracketed-paste off' 2>/dev/null; true\r")
