@@ -28,8 +28,8 @@ from pathlib import Path
 from ..deadline import Deadline
 from ..errors import ImageError, InputError
 from .build import Builder, Progress, preflight, remove_tree
-from .recipe import DEFAULT_MIRROR, DEFAULT_SUITE, KNOWN_SUITES, Recipe
-from .spec import MANIFEST_NAME, GuestImage, load_image_spec, write_manifest
+from .recipe import DEFAULT_MIRROR, DEFAULT_SUITE, KNOWN_SUITES, MIN_KERNEL_FOR_TSM, Recipe
+from .spec import MANIFEST_NAME, GuestImage, load_image_spec, version_tuple, write_manifest
 
 LOCK_WAIT_S = 3600.0      # a whole cold build by another process, with margin
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}-[0-9a-f]{16}$")
@@ -145,7 +145,11 @@ def _build(recipe: Recipe, store: Path, progress: Progress | None) -> GuestImage
                            append=str(recipe.params["append"]), suite=recipe.suite,
                            kernel_version=str(facts["kernel_version"]), recipe_hash=recipe.hash,
                            disk_format=str(recipe.params["disk_format"]))
-        write_manifest(image, tmp,
+        tsm = version_tuple(image.kernel_version) >= MIN_KERNEL_FOR_TSM
+        if not tsm:
+            builder.say(f"note: kernel {image.kernel_version} is older than "
+                        f"{'.'.join(map(str, MIN_KERNEL_FOR_TSM))}: SNP guests of this image have no configfs-tsm")
+        write_manifest(image, tmp, configfs_tsm=tsm,
                        mirror=recipe.mirror_url, packages=sorted(recipe.packages),
                        built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        build_seconds=seconds, step_seconds=builder.timings,

@@ -78,6 +78,7 @@ def test_build_then_cache_hit_without_rebuilding(tmp_path: Path, fake: type[Fake
     manifest = json.loads((image.root / "image.json").read_text())
     assert manifest["sizes"] == {"disk": 1004, "kernel": 0x3000, "initrd": 102}
     assert manifest["mirror"] == "http://deb.debian.org/debian" and manifest["build_seconds"] >= 0
+    assert manifest["configfs_tsm"] is True                 # 6.12 >= 6.7
     assert (image.root / "build.log").read_text() == "fake build log\n"
     again = ensure_image(cache_dir=tmp_path)
     assert fake.calls == 1 and again == image
