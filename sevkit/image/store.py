@@ -166,7 +166,10 @@ def _build(recipe: Recipe, store: Path, progress: Progress | None) -> GuestImage
         builder.say(f"ready: {final / MANIFEST_NAME} ({seconds:.0f}s)")
     finally:
         if not ok:
-            remove_tree(tmp)
+            try:
+                remove_tree(tmp)
+            except ImageError as exc:   # keep the build's own error; the next build retries the clean-up
+                builder.say(f"could not remove {tmp}: {exc}")
     built = _valid_image(final, recipe)
     if built is None:
         raise ImageError(f"the image built in {final} does not validate (manifest or sizes)")
