@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,15 +29,48 @@ _RETRYABLE = (ConnectionRefusedError, ConnectionResetError, ConnectionAbortedErr
               TimeoutError, EOFError, paramiko.ssh_exception.NoValidConnectionsError)
 
 
-def route_paramiko_log(path: Path) -> logging.Handler:
-    """Send paramiko's own logging to ``path`` (ssh.log), not to the terminal; returns the handler."""
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    plog = logging.getLogger("paramiko")
-    plog.addHandler(handler)
-    plog.setLevel(logging.INFO)
-    plog.propagate = False   # its banner tracebacks while polling are noise on the console (P2)
-    return handler
+class ParamikoLog:
+    """Routes paramiko's own logging to ``ssh.log`` files instead of the terminal, and undoes it.
+
+    The first active route saves the ``paramiko`` logger's level and propagation; the last one
+    to close restores them, so no route left behind sends paramiko's banner tracebacks (P2)
+    to Python's last-resort stderr handler.
+    """
+
+    _lock = threading.Lock()
+    _active = 0
+    _saved: tuple[int, bool] = (logging.NOTSET, True)
+
+    def __init__(self, path: Path) -> None:
+        self.handler = logging.FileHandler(path)
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        plog = logging.getLogger("paramiko")
+        with ParamikoLog._lock:
+            if ParamikoLog._active == 0:
+                ParamikoLog._saved = (plog.level, plog.propagate)
+            ParamikoLog._active += 1
+            plog.addHandler(self.handler)
+            plog.setLevel(logging.INFO)
+            plog.propagate = False
+        self._open = True
+
+    def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        plog = logging.getLogger("paramiko")
+        with ParamikoLog._lock:
+            plog.removeHandler(self.handler)
+            ParamikoLog._active -= 1
+            if ParamikoLog._active == 0:
+                plog.setLevel(ParamikoLog._saved[0])
+                plog.propagate = ParamikoLog._saved[1]
+        self.handler.close()
+
+
+def route_paramiko_log(path: Path) -> ParamikoLog:
+    """Send paramiko's own logging to ``path`` (ssh.log) until ``.close()``."""
+    return ParamikoLog(path)
 
 
 def _pinned_key(keytype: str, blob: str) -> paramiko.PKey:

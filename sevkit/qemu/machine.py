@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..evidence import ArtifactDir
 from ..results import CommandResult
-from ..ssh import HostKey, SshSession, route_paramiko_log
+from ..ssh import HostKey, ParamikoLog, SshSession, route_paramiko_log
 from ..timeouts import DEFAULT, Timeouts
 from . import reaper
 from .argv import build_argv, run_script
@@ -112,7 +112,7 @@ class GuestVM:
         self.qmp: Qmp | None = None
         self._console: SerialConsole | None = None
         self._ssh: SshSession | None = None
-        self._ssh_log_handler: logging.Handler | None = None
+        self._ssh_log_handler: ParamikoLog | None = None
         self._qemu_log: Any = None
         self._t_cont: float | None = None
         self.times: dict[str, float] = {}
@@ -431,7 +431,6 @@ class GuestVM:
                 self._ssh.close()
             self._ssh = None
         if self._ssh_log_handler is not None:
-            logging.getLogger("paramiko").removeHandler(self._ssh_log_handler)
             self._ssh_log_handler.close()
             self._ssh_log_handler = None
         if self.proc is not None:

@@ -134,12 +134,17 @@ def test_alive_check_aborts_polling(sshd: Sshd) -> None:
 
 
 def test_paramiko_log_goes_to_file(tmp_path: Path) -> None:
-    handler = route_paramiko_log(tmp_path / "ssh.log")
+    plog = logging.getLogger("paramiko")
+    before = (plog.level, plog.propagate, list(plog.handlers))
+    first = route_paramiko_log(tmp_path / "ssh.log")
+    second = route_paramiko_log(tmp_path / "other.log")
     try:
         logging.getLogger("paramiko.transport").info("hello from paramiko")
-        handler.flush()
+        first.handler.flush()
         assert "hello from paramiko" in (tmp_path / "ssh.log").read_text()
-        assert logging.getLogger("paramiko").propagate is False
+        assert plog.propagate is False
     finally:
-        logging.getLogger("paramiko").removeHandler(handler)
-        handler.close()
+        first.close()
+        assert plog.propagate is False   # the second route is still open
+        second.close()
+    assert (plog.level, plog.propagate, list(plog.handlers)) == before
