@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from .grader import grade
+from .ovmf import OvmfImage
 from .rawinputs import RawInputs
 from .report import FEATURES, PROFILES, Check, Evidence, HostReport, ProfileVerdict, QemuInfo, expected_features
 from .transport import SshStats, Target, collect, collect_local, collect_ssh, parse_target, read_bundle, write_bundle
@@ -20,7 +21,7 @@ def probe(target: str = "local", identity: str | None = None, bundle: str | None
 
 
 __all__ = [
-    "FEATURES", "PROFILES", "Check", "Evidence", "HostReport", "ProfileVerdict", "QemuInfo", "RawInputs",
+    "FEATURES", "PROFILES", "Check", "Evidence", "HostReport", "OvmfImage", "ProfileVerdict", "QemuInfo", "RawInputs",
     "SshStats", "Target", "collect", "collect_local", "collect_ssh", "expected_features", "grade",
     "parse_target", "probe", "read_bundle", "write_bundle",
 ]

@@ -26,7 +26,7 @@ def run(g: Grader) -> None:
 
     def vendor() -> Outcome:
         v = cpu.vendor(raw.cpuid(0))
-        e = [ev("/dev/cpu/0/cpuid leaf 0x00000000 (EBX,EDX,ECX)", v)]
+        e = [ev(f"{raw.cpuid_source} leaf 0x00000000 (EBX,EDX,ECX)", v)]
         g.facts["vendor"] = v
         if v == "AuthenticAMD":
             return Outcome("pass", "AuthenticAMD", e)
@@ -37,7 +37,7 @@ def run(g: Grader) -> None:
     def brand() -> Outcome:
         b = cpu.brand(raw.cpuid(0x80000002), raw.cpuid(0x80000003), raw.cpuid(0x80000004))
         g.facts["brand"] = b
-        e = [ev("/dev/cpu/0/cpuid leaves 0x80000002-0x80000004", b)]
+        e = [ev(f"{raw.cpuid_source} leaves 0x80000002-0x80000004", b)]
         if "EPYC" in b:
             return Outcome("pass", b, e)
         return Outcome("fail", f"brand string {b!r} does not name an EPYC processor", e,
@@ -51,7 +51,7 @@ def run(g: Grader) -> None:
         sig = cpu.signature(eax1)
         gen = cpu.generation(sig, g.facts.get("brand", ""))
         g.facts["signature"], g.facts["generation"] = sig, gen
-        e = [ev("/dev/cpu/0/cpuid leaf 0x00000001 EAX", f"0x{eax1:08x}"), ev("decoded", str(sig))]
+        e = [ev(f"{raw.cpuid_source} leaf 0x00000001 EAX", f"0x{eax1:08x}"), ev("decoded", str(sig))]
         if gen:
             return Outcome("pass", f"{gen} ({sig})", e)
         return Outcome("warn", f"unrecognised AMD generation ({sig})", e,
@@ -61,14 +61,14 @@ def run(g: Grader) -> None:
 
     def leaf() -> Outcome:
         maxext = raw.cpuid(0x80000000)[0]
-        e = [ev("/dev/cpu/0/cpuid leaf 0x80000000 EAX", f"0x{maxext:08x}")]
+        e = [ev(f"{raw.cpuid_source} leaf 0x80000000 EAX", f"0x{maxext:08x}")]
         if maxext < LEAF_MEM:
             return Outcome("fail", f"CPUID Fn8000_0000 EAX max extended leaf 0x{maxext:08x} < 0x8000001f", e,
                            "this CPU has no memory-encryption leaf: it cannot run SEV")
         regs = raw.cpuid(LEAF_MEM)
         g.facts["mem_encrypt"] = cpu.MemEncryptInfo(*regs)
         return Outcome("pass", cpu.regs_text(LEAF_MEM, regs),
-                       [*e, ev("/dev/cpu/0/cpuid leaf 0x8000001f", cpu.regs_text(LEAF_MEM, regs))])
+                       [*e, ev(f"{raw.cpuid_source} leaf 0x8000001f", cpu.regs_text(LEAF_MEM, regs))])
     g.add(Meta("cpuid.leaf_8000001f", "CPUID memory-encryption leaf present", "SEV", ALL, ("cpu.vendor",),
                "APM CPUID Fn8000_001F"), leaf)
 

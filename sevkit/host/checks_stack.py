@@ -9,7 +9,14 @@ import re
 
 from .grader import Grader, Meta, Outcome, ev
 from .identity import kernel_version, ovmf_images, qemu_info
+from .ovmf import SNP_SECTIONS, OvmfImage, ParserUnavailable, inspect_all
+from .rawinputs import Unreadable
+from .report import Evidence
 
+HINT_AMDSEV = ("install an OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc (single OVMF.fd) for SEV-SNP measured "
+               "direct boot; Debian's ovmf package has no AMD SEV build")
+HINT_SNP = ("install an OVMF.fd with SEV-SNP metadata (edk2-stable202205 or later: OvmfPkg/OvmfPkgX64.dsc, or "
+            "OvmfPkg/AmdSev/AmdSevX64.dsc for measured direct boot) and boot SNP guests with -bios")
 FLAG_OF = {"SME": "sme", "SEV": "sev", "SEV-ES": "sev_es", "SEV-SNP": "sev_snp"}
 
 
@@ -109,13 +116,39 @@ def run(g: Grader) -> None:
         return Outcome("fail", "no OVMF image found", e, "install OVMF (Debian: apt-get install ovmf)")
     g.add(Meta("ovmf.present", "OVMF images present", None, (), (), "sev-facts §8.5"), ovmf)
 
-    def ovmf_amdsev() -> Outcome:
-        imgs = [p for p in ovmf_images(raw) if "amdsev" in p.lower().replace("_", "").replace("-", "")]
-        e = [ev("AMD SEV OVMF builds (by name)", imgs)]
-        if imgs:
-            return Outcome("pass", f"AMD SEV OVMF build: {imgs[0]}", e)
-        return Outcome("warn", "no AMD SEV OVMF build (OvmfPkg/AmdSev/AmdSevX64.dsc, e.g. OVMF.amdsev.fd) found", e,
-                       "build OvmfPkg/AmdSev/AmdSevX64.dsc (or install a distro OVMF.amdsev.fd) for measured "
-                       "direct boot; the standard OVMF still boots SEV/SEV-ES/SNP guests")
-    g.add(Meta("ovmf.amdsev", "AMD SEV OVMF build present", "SEV", (), ("ovmf.present",), "sev-facts §8.5"),
-          ovmf_amdsev)
+    def images() -> list[OvmfImage]:
+        if "ovmf_images" not in g.facts:
+            try:
+                g.facts["ovmf_images"] = inspect_all(raw.section("ovmf"))
+            except ParserUnavailable as exc:
+                raise Unreadable(str(exc), "sevsnpmeasure.ovmf", None, "pip install sev-snp-measure") from exc
+        found: list[OvmfImage] = g.facts["ovmf_images"]
+        return found
+
+    def img_ev(imgs: list[OvmfImage]) -> list[Evidence]:
+        return [ev(f"{i.path} (sha256 {i.sha256[:16]}, {i.size} bytes, {i.role})",
+                   {"guids": list(i.guids), "sev_metadata_sections": list(i.sections), "error": i.error})
+                for i in imgs]
+
+    def capability(attr: str, what: str, fail_status: str, hint: str) -> Outcome:
+        fw = [i for i in images() if i.firmware]
+        have = [i for i in fw if getattr(i, attr)]
+        if have:
+            best = next((i for i in have if i.combined), have[0])
+            return Outcome("pass", f"{len(have)} OVMF image(s) with {what}, e.g. {best.path} ({best.role})",
+                           img_ev(have))
+        others = [i for i in images() if i not in fw and i.error]
+        return Outcome(fail_status, f"no OVMF image has {what} (inspected {len(fw)} firmware image(s): "
+                       + "; ".join(i.summary() for i in fw[:4]) + ")", img_ev(fw + others), hint)
+
+    g.add(Meta("ovmf.sev_es", "OVMF with the SEV-ES reset block (GUID table)", "SEV-ES", (), ("ovmf.present",),
+               "sev-facts §8.5 GUID 00f771de-1a7e-4fcb-890e-68c77e2fb44e"),
+          lambda: capability("sev_es", "the SEV-ES reset block", "fail",
+                             "install an OVMF from edk2-stable202011 or later (Debian 12: apt-get install ovmf)"))
+    g.add(Meta("ovmf.snp", "OVMF with SEV-SNP metadata (usable with -bios)", "SEV-SNP", (), ("ovmf.present",),
+               "sev-facts §8.5 GUID dc886566-984a-4798-a75e-5585a7bf67cc"),
+          lambda: capability("snp", "SEV metadata with the SNP sections (" + ", ".join(SNP_SECTIONS) + ")",
+                             "fail", HINT_SNP))
+    g.add(Meta("ovmf.kernel_hashes", "OVMF with a SEV hash table (measured direct boot, kernel-hashes=on)", "SEV",
+               (), ("ovmf.present",), "sev-facts §8.5 GUID 7255371f-3a3b-4b04-927b-1da6efa8d454"),
+          lambda: capability("kernel_hashes", "a SEV hash table (kernel-hashes=on)", "warn", HINT_AMDSEV))

@@ -112,6 +112,7 @@ def grade(raw: RawInputs) -> HostReport:
         qemu=qemu_info(raw),
         cbitpos=me.cbitpos if me is not None and g.ok("cpuid.sev") else None,
         reduced_phys_bits=me.phys_addr_reduction if me is not None and g.ok("cpuid.sev") else None,
+        ovmf_images=tuple(g.facts.get("ovmf_images", ())),
         meta={"origin": raw.origin, "collected_at": raw.data.get("collected_at"),
               "hostname": raw.data.get("collector", {}).get("hostname"),
               "euid": raw.euid, "collect_seconds": raw.data.get("collector", {}).get("seconds")},

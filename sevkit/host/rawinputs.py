@@ -62,12 +62,20 @@ class RawInputs:
         return str(self.data.get("uname", {}).get("release", ""))
 
     # -- CPUID / MSR --------------------------------------------------------------------------
+    @property
+    def cpuid_source(self) -> str:
+        """Where CPUID came from: "/dev/cpu/0/cpuid" or "CPUID instruction (...)"."""
+        return str(self.data.get("cpuid", {}).get("source", "/dev/cpu/0/cpuid"))
+
     def cpuid(self, leaf: int) -> tuple[int, int, int, int]:
         sec = self.data.get("cpuid", {})
-        src = f"{sec.get('source', '/dev/cpu/0/cpuid')} leaf 0x{leaf:08x}"
+        src = f"{self.cpuid_source} leaf 0x{leaf:08x}"
         if "error" in sec:
             mod = self.data.get("modprobe", {}).get("cpuid")
-            raise Unreadable(f"CPUID not readable: {sec['error']}", src, {"error": sec["error"], "modprobe": mod},
+            detail = {"error": sec["error"], "modprobe": mod}
+            if "instruction" in sec:   # the fallback failed too (not x86-64, no executable page)
+                detail["instruction"] = sec["instruction"]
+            raise Unreadable(f"CPUID not readable: {sec['error']}", src, detail,
                              "load the cpuid module (modprobe cpuid; CONFIG_X86_CPUID) and " + _root_hint(self))
         val = sec.get("leaves", {}).get(f"0x{leaf:08x}")
         if isinstance(val, list) and len(val) == 4:

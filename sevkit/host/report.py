@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .ovmf import OvmfImage
+
 FEATURES = ("SME", "SEV", "SEV-ES", "SEV-SNP")
 STATUSES = ("pass", "fail", "warn", "skip", "error")
 PROFILES = ("none", "sev", "sev-es", "sev-snp")
@@ -101,6 +103,15 @@ class HostReport:
     cbitpos: int | None
     reduced_phys_bits: int | None
     meta: dict[str, Any] = field(default_factory=dict)
+    # Installed OVMF images and what their content supports (empty if none, or not parseable here).
+    ovmf_images: tuple[OvmfImage, ...] = ()
+
+    def ovmf_for(self, *, snp: bool = False, sev_es: bool = False, kernel_hashes: bool = False,
+                 combined: bool | None = None) -> list[OvmfImage]:
+        """Firmware images with every asked-for capability, combined (single-file) images first."""
+        out = [i for i in self.ovmf_images if i.firmware and (i.snp or not snp) and (i.sev_es or not sev_es)
+               and (i.kernel_hashes or not kernel_hashes) and (combined is None or i.combined == combined)]
+        return sorted(out, key=lambda i: not i.combined)
 
     def check(self, check_id: str) -> Check:
         for c in self.checks:
@@ -166,6 +177,7 @@ class HostReport:
             "cbitpos": self.cbitpos,
             "reduced_phys_bits": self.reduced_phys_bits,
             "checks": [c.to_json() for c in self.checks],
+            "ovmf_images": [i.to_json() for i in self.ovmf_images],
             "meta": dict(self.meta),
         }
 

@@ -64,10 +64,28 @@ def test_ovmf_present(host_check: Callable[[str], Check]) -> None:
     assert c.ok, c.message
 
 
-def test_ovmf_amdsev(host_check: Callable[[str], Check]) -> None:
-    """AMD SEV OVMF build present [SEV].
+def test_ovmf_sev_es(host_check: Callable[[str], Check]) -> None:
+    """OVMF with the SEV-ES reset block in its GUID table [SEV-ES].
 
-    Ref: sev-facts §8.5.
+    Ref: sev-facts §8.5 (GUID 00f771de-1a7e-4fcb-890e-68c77e2fb44e).
     """
-    c = host_check("ovmf.amdsev")
+    c = host_check("ovmf.sev_es")
+    assert c.ok, c.message
+
+
+def test_ovmf_snp(host_check: Callable[[str], Check]) -> None:
+    """OVMF with SEV-SNP metadata (SNP_SEC_MEM, SNP_SECRETS, CPUID sections), usable with -bios [SEV-SNP].
+
+    Ref: sev-facts §8.5 (GUID dc886566-984a-4798-a75e-5585a7bf67cc), §8.3.
+    """
+    c = host_check("ovmf.snp")
+    assert c.ok, c.message
+
+
+def test_ovmf_kernel_hashes(host_check: Callable[[str], Check]) -> None:
+    """OVMF with a SEV hash table for measured direct boot (kernel-hashes=on) [SEV].
+
+    Ref: sev-facts §8.5 (GUID 7255371f-3a3b-4b04-927b-1da6efa8d454).
+    """
+    c = host_check("ovmf.kernel_hashes")
     assert c.ok, c.message

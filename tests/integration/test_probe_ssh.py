@@ -38,6 +38,7 @@ def comparable(report_json: dict[str, Any]) -> dict[str, Any]:
     """Everything but meta (origin, timestamps, collection time)."""
     return {"features": report_json["features"], "identity": report_json["identity"],
             "qemu": report_json["qemu"], "cbitpos": report_json["cbitpos"],
+            "ovmf_images": report_json["ovmf_images"],   # parsed from the tails the remote collector sent
             "checks": [(c["id"], c["status"], c["message"], json.dumps(c["evidence"], sort_keys=True),
                         c.get("hint")) for c in report_json["checks"]]}
 

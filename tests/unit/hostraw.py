@@ -7,9 +7,12 @@ values come from the capture and which are synthetic filler.
 
 from __future__ import annotations
 
+import base64
 import errno
+import hashlib
 import re
 import struct
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,54 @@ def tcb(bl: int, tee: int, snp: int, ucode: int) -> int:
     return int.from_bytes(bytes([bl, tee, 0, 0, 0, 0, snp, ucode]), "little")
 
 
+# OVMF GUID table layout as OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.asm lays it out (sev-facts §8.5).
+_FOOTER = "96b582de-1fb2-45f7-baea-a366c55a082d"
+_SEV_ES = "00f771de-1a7e-4fcb-890e-68c77e2fb44e"
+_HASHES = "7255371f-3a3b-4b04-927b-1da6efa8d454"
+_META = "dc886566-984a-4798-a75e-5585a7bf67cc"
+_NV_STORE = "fff12b8d-7696-4c8b-a985-2747075b4f50"
+_FFS2 = "8c8ce578-8a3d-4f1c-9935-896185c32dd3"
+
+
+def ovmf_image(path: str, *, sev_es: bool = True, snp: bool = True, hash_gpa: int = 0x80CC00,
+               snp_kernel_hashes: bool = True, combined: bool = True, table: bool = True) -> dict[str, Any]:
+    """SYNTHETIC: a collector ``ovmf.images`` entry whose tail carries a GUID table with the asked-for
+    entries (defaults: an AmdSevX64-like combined image with every capability)."""
+    items = [(0x800000, 0x9000, 1), (0x809000, 0x2000, 1), (0x80D000, 0x1000, 2), (0x80E000, 0x1000, 3)] if snp \
+        else []
+    if snp_kernel_hashes:
+        items.append((0x80CC00, 0x400, 0x10))
+    meta = b"ASEV" + struct.pack("<III", 16 + 12 * len(items), 1, len(items)) + b"".join(
+        struct.pack("<III", *i) for i in items)
+    entries = [(_SEV_ES, struct.pack("<I", 0x80B004))] if sev_es else []
+    entries.append((_HASHES, struct.pack("<II", hash_gpa, 0x400 if hash_gpa else 0)))
+    if snp:
+        entries.append((_META, b"\0\0\0\0"))   # offset filled in below
+    filler = b"\xff" * 4096
+
+    def build(meta_off: int) -> bytes:
+        body = b"".join((struct.pack("<I", meta_off) if g == _META else d) + struct.pack("<H", 18 + len(d))
+                        + uuid.UUID(g).bytes_le for g, d in entries)
+        foot = struct.pack("<H", 18 + len(body)) + uuid.UUID(_FOOTER).bytes_le if table else b"\0" * 18
+        return filler + meta + body + foot + b"\0" * 32
+    tail = build(0)
+    tail = build(len(tail) - len(filler))
+    fs = _NV_STORE if combined or not table else _FFS2
+    head = bytes(16) + uuid.UUID(fs).bytes_le + struct.pack("<Q", 0x84000) + b"_FVH" + bytes(20)
+    return {"path": path, "realpath": path, "size": 4 << 20, "sha256": hashlib.sha256(head + tail).hexdigest(),
+            "head_b64": base64.b64encode(head).decode(), "tail_b64": base64.b64encode(tail).decode(),
+            "tail_offset": (4 << 20) - len(tail)}
+
+
+def _ovmf_section(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collector layout: images list path/realpath/size; content is keyed by realpath."""
+    keys = ("path", "realpath", "size")
+    return {"images": [{k: e[k] for k in keys if k in e} for e in entries],
+            "content": {e["realpath"]: {k: v for k, v in e.items() if k not in keys} for e in entries
+                        if any(k not in keys for k in e)},
+            "searched": []}
+
+
 def make_raw(*, vendor: str = "AuthenticAMD", brand: str = "AMD EPYC 9354 32-Core Processor",
              eax1: int = GENOA, max_ext: int = 0x80000028,
              leaf_1f: tuple[int, int, int, int] | None = (0x0101FD3F, 51 | 6 << 6 | 4 << 12, 1006, 100),
@@ -84,10 +135,11 @@ def make_raw(*, vendor: str = "AuthenticAMD", brand: str = "AMD EPYC 9354 32-Cor
              dmesg: str | None = "", misc_capacity: str | None = None,
              kernel: str = "6.11.0", qemu_version: str | None = "9.2.0",
              qemu_objects: tuple[str, ...] = ("sev-guest", "sev-snp-guest", "memory-backend-memfd"),
-             ovmf: tuple[str, ...] = ("/usr/share/OVMF/OVMF_CODE_4M.fd",), euid: int = 0,
+             ovmf: tuple[str | dict[str, Any], ...] = ("/usr/share/OVMF/OVMF.amdsev.fd",), euid: int = 0,
              cpuinfo_flags: str = "fpu sme sev sev_es sev_snp", microcode: str = "0xa101148",
              vmsa_features: int | dict[str, Any] | None = None) -> RawInputs:
-    """A collector-shaped dict. Defaults: a healthy SNP host (SYNTHETIC values, Genoa-like)."""
+    """A collector-shaped dict. Defaults: a healthy SNP host (SYNTHETIC values, Genoa-like). ``ovmf``: paths
+    (each a synthetic full-capability image, see ovmf_image) or ready collector entries."""
     if kvm_params is None:
         kvm_params = {"sev": "Y\n", "sev_es": "Y\n", "sev_snp": "Y\n"}
     leaves: dict[str, Any] = {
@@ -159,7 +211,7 @@ def make_raw(*, vendor: str = "AuthenticAMD", brand: str = "AMD EPYC 9354 32-Cor
         "dmesg": {"source": "dmesg", "text": dmesg, "attempts": []} if dmesg is not None
         else {"error": "kernel log not readable", "attempts": []},
         "qemu": qemu,
-        "ovmf": {"images": [{"path": p, "realpath": p, "size": 4 << 20} for p in ovmf], "searched": []},
+        "ovmf": _ovmf_section([ovmf_image(p) if isinstance(p, str) else p for p in ovmf]),
     }
     return RawInputs(data, origin="synthetic")
 

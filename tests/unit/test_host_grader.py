@@ -231,10 +231,10 @@ def test_qemu_and_ovmf_checks() -> None:
     r = grade(make_raw(qemu_version="7.2.22", qemu_objects=("sev-guest",), ovmf=("/usr/share/OVMF/OVMF.amdsev.fd",)))
     assert r.qemu is not None and r.qemu.version == (7, 2, 22) and "sev-guest" in r.qemu.objects
     assert r.check("qemu.sev_snp_guest").status == "fail" and "9.1" in (r.check("qemu.sev_snp_guest").hint or "")
-    assert r.check("ovmf.amdsev").status == "pass"
+    assert all(r.check(c).status == "pass" for c in ("ovmf.sev_es", "ovmf.snp", "ovmf.kernel_hashes"))
     r = grade(make_raw(qemu_version=None, ovmf=()))
     assert r.qemu is None and r.check("qemu.present").status == "fail" and r.check("ovmf.present").status == "fail"
-    assert r.check("qemu.sev_guest").status == "skip"
+    assert r.check("qemu.sev_guest").status == "skip" and r.check("ovmf.snp").status == "skip"
 
 
 def test_every_non_pass_check_has_a_hint_and_evidence() -> None:
