@@ -18,6 +18,7 @@ import contextlib
 import logging
 import re
 import secrets
+import shlex
 import socket
 import threading
 import time
@@ -50,6 +51,7 @@ BOOT_FAILURES: tuple[tuple[str, str], ...] = (
 _MARKER_POOL = "ABCEFGHJKLMNOPQSTUVWXYZ"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _BUFFER_CAP = 4 << 20
+_MAX_TYPED = 1024          # longer commands are staged through a file (tty line limit 4095)
 
 
 class ConsoleDrain:
@@ -189,8 +191,9 @@ class SerialConsole:
 
     PROMPT = "SEVKIT-SHELL# "
 
-    def __init__(self, socket_path: Path, log_path: Path, *, name: str = "console") -> None:
+    def __init__(self, socket_path: Path, log_path: Path, *, name: str = "console", tmpdir: str = "/tmp") -> None:
         self.socket_path = socket_path
+        self.tmpdir = tmpdir          # in the guest: where stderr and long commands are staged
         self.log_path = log_path
         self.name = name
         self._drain: ConsoleDrain | None = None
@@ -328,12 +331,16 @@ class SerialConsole:
             raise GuestError(f"{self.name}: run() before login()")
         m = "".join(secrets.choice(_MARKER_POOL) for _ in range(10))
         typed = f"'{m[:4]}''{m[4:]}'"
-        err = f"/tmp/.sevkit-err.{m}"
-        line = (f"printf '%s\\n' {typed}; ( {cmd} ) </dev/null 2>{err}; __sk=$?; printf '%s\\n' {typed}; "
-                f"cat {err}; rm -f {err}; printf '%s %s\\n' {typed} $__sk\r")
+        err = f"{self.tmpdir}/.sevkit-err.{m}"
+        deadline = Deadline(timeout if timeout is not None else 60.0)
+        body, cleanup = cmd, err
+        if len(cmd) > _MAX_TYPED or "\n" in cmd or "\r" in cmd:
+            script = self._stage(cmd, m, deadline)
+            body, cleanup = f". {script}", f"{err} {script}"
+        line = (f"printf '%s\\n' {typed}; ( {body} ) </dev/null 2>{err}; __sk=$?; printf '%s\\n' {typed}; "
+                f"cat {err}; rm -f {cleanup}; printf '%s %s\\n' {typed} $__sk\r")
         rx = (rf"{m}\r?\n(?P<out>.*?){m}\r?\n(?P<err>.*?){m} (?P<rc>\d+)\r?\n")
         start = time.monotonic()
-        deadline = Deadline(timeout if timeout is not None else 60.0)
         self.send(line)
         spawn = self._spawn
         assert spawn is not None
@@ -355,6 +362,16 @@ class SerialConsole:
 
     def run_check(self, cmd: str, timeout: float | None = None) -> CommandResult:
         return self.run(cmd, timeout).check()
+
+    def _stage(self, cmd: str, m: str, deadline: Deadline) -> str:
+        """Write a long or multi-line command to a guest file in short, acknowledged pieces (the tty
+        line buffer holds 4095 bytes); return the file's path."""
+        script = f"{self.tmpdir}/.sevkit-cmd.{m}"
+        for i in range(0, len(cmd), _MAX_TYPED):
+            chunk = shlex.quote(cmd[i:i + _MAX_TYPED])
+            self.send(f"printf '%s' {chunk} >> {script}; printf '%s\\n' '{m[:4]}''{m[4:]}-{i}'\r")
+            self.expect([rf"{m}-{i}\r?\n"], deadline, f"staging a long command ({len(cmd)} bytes)")
+        return script
 
     def close(self) -> None:
         if self._drain is not None:

@@ -24,7 +24,8 @@ def short_dir() -> Iterator[Path]:
 
 
 def _console(fake: FakeSerialGuest, folder: Path) -> SerialConsole:
-    con = SerialConsole(fake.path, folder / "console.log", name="fake")
+    # the fake guest's shell runs on this host: keep its scratch files out of the host's /tmp
+    con = SerialConsole(fake.path, folder / "console.log", name="fake", tmpdir=str(folder))
     con.connect(Deadline(5))
     return con
 
@@ -140,3 +141,14 @@ def test_run_before_login_is_refused(short_dir: Path) -> None:
     finally:
         con.close()
         fake.close()
+
+
+def test_long_and_multiline_commands(shell: tuple[SerialConsole, FakeSerialGuest]) -> None:
+    """Commands beyond the tty's 4095-byte line buffer, or spanning lines, are staged via a file."""
+    con, _ = shell
+    payload = "x" * 6000
+    r = con.run(f"v='{payload}'; echo ${{#v}}; echo it\\'s", timeout=20)
+    assert (r.stdout, r.exit_status) == ("6000\nit's\n", 0)
+    r = con.run("for i in 1 2 3\ndo echo line$i\ndone\nexit 4", timeout=20)
+    assert (r.stdout, r.exit_status) == ("line1\nline2\nline3\n", 4)
+    assert con.run(f"ls {con.tmpdir}/.sevkit-cmd.* 2>/dev/null | wc -l", timeout=10).stdout.strip() == "0"
