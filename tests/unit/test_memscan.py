@@ -271,3 +271,18 @@ def test_permission_denied_is_an_input_error(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr("builtins.open", deny)   # root reads mode-0 files, so simulate the denial
     with pytest.raises(InputError, match="permission denied"):
         S.scan_file(f, [b"ab"])
+
+
+def test_module_entry_point_matches_the_subcommand(tmp_path: Path) -> None:
+    f = tmp_path / "d.bin"
+    f.write_bytes(rnd(5000) + NEEDLE)
+    args = ["--json", "--no-entropy", str(f), "--needle", NEEDLE.hex()]
+    mod = subprocess.run([sys.executable, "-m", "sevkit.cli.scan", *args], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    sub = cli(*args)
+    assert mod.returncode == sub.returncode == 0
+    assert json.loads(mod.stdout)["hits"] == json.loads(sub.stdout)["hits"] == [{"needle": NEEDLE.hex(),
+                                                                                "offset": 5000}]
+    bad = subprocess.run([sys.executable, "-m", "sevkit.cli.scan", str(tmp_path / "nope"), "--needle", "ab"],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and bad.stdout == ""
