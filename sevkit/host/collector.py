@@ -74,6 +74,7 @@ KVM_GET_API_VERSION = 0xAE00
 KVM_GET_DEVICE_ATTR = 0x4018AEE2   # _IOW(KVMIO, 0xe2, struct kvm_device_attr) on the /dev/kvm fd
 KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES = 1, 0
 CPUID_DEV = "/dev/cpu/0/cpuid"
+SYS_ARCH_PRCTL, ARCH_GET_CPUID = 158, 0x1011   # x86-64 syscall number; -1/EINVAL on kernels < 4.12
 CPUID_SRC_INSN = "CPUID instruction (cpuid module unavailable)"
 # The device node is missing (no cpuid module, a container): the instruction gives the same values.
 NO_DEVICE_ERRNOS = (errno_mod.ENOENT, errno_mod.ENXIO, errno_mod.ENODEV)
@@ -139,6 +140,10 @@ class CpuidInstruction:
         if platform.machine() not in ("x86_64", "AMD64"):
             raise RuntimeError(f"the CPUID instruction exists only on x86-64, not {platform.machine()}")
         libc = ctypes.CDLL(None, use_errno=True)
+        # With CPUID faulting on (arch_prctl ARCH_SET_CPUID 0) the instruction would kill the process.
+        libc.syscall.restype = ctypes.c_long
+        if libc.syscall(ctypes.c_long(SYS_ARCH_PRCTL), ctypes.c_long(ARCH_GET_CPUID), ctypes.c_long(0)) == 0:
+            raise RuntimeError("CPUID faulting is enabled for this process (arch_prctl ARCH_GET_CPUID = 0)")
         self._mmap, self._mprotect, self._munmap = libc.mmap, libc.mprotect, libc.munmap
         self._mmap.restype = ctypes.c_void_p
         self._mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
@@ -190,11 +195,16 @@ def cpuid_instruction(leaves: tuple[int, ...], cpu: int = 0) -> dict[str, Any]:
     if target != cpu:
         out["note"] = f"CPU {cpu} not in this process's affinity set; ran on CPU {target}"
     with CpuidInstruction() as insn:
-        os.sched_setaffinity(0, {target})
+        try:
+            os.sched_setaffinity(0, {target})
+        except OSError as exc:   # a seccomp'd container: per-CPU fields (APIC ID) may then vary
+            out["cpu"] = None
+            out["note"] = f"could not pin to CPU {target}: {exc}"
         try:
             out["leaves"] = {f"0x{leaf:08x}": list(insn(leaf)) for leaf in leaves}
         finally:
-            os.sched_setaffinity(0, allowed)
+            if out["cpu"] is not None:
+                os.sched_setaffinity(0, allowed)
     return out
 
 

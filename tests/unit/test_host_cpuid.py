@@ -116,3 +116,29 @@ def test_grader_names_the_instruction_as_evidence_source() -> None:
     assert all(s.startswith("CPUID instruction (cpuid module unavailable)") for s in sources[:2]), sources
     assert any(s.startswith("CPUID instruction") and "0x8000001f" in s for s in sources)
     assert grade(base).check("cpu.vendor").evidence[0].source.startswith("/dev/cpu/0/cpuid")
+
+
+@x86_64
+def test_unpinnable_process_still_reads_cpuid_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(pid: int, cpus: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(collector.os, "sched_setaffinity", refuse)
+    out = collector.cpuid_instruction((0x0,), cpu=0)
+    assert out["cpu"] is None and "could not pin" in out["note"] and len(out["leaves"]["0x00000000"]) == 4
+
+
+@x86_64
+def test_cpuid_faulting_is_refused_not_a_crash() -> None:
+    """With arch_prctl(ARCH_SET_CPUID, 0) the instruction would SIGSEGV the collector: it must refuse."""
+    script = ("import ctypes, json, sys\nns = {'__name__': 'collector'}\nexec(sys.stdin.read(), ns)\n"
+              "libc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n"
+              "if libc.syscall(ctypes.c_long(158), ctypes.c_long(0x1012), ctypes.c_long(0)) != 0:\n"
+              "    print(json.dumps({'unsupported': ctypes.get_errno()})); sys.exit(0)\n"
+              "print(json.dumps(ns['_cpuid']({'cpuid': {'rc': 1}}, '/nonexistent/cpuid')))\n")
+    proc = subprocess.run(["/usr/bin/python3", "-c", script], input=SOURCE.read_bytes(), capture_output=True,
+                          timeout=60)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr.decode()[-2000:])
+    out = json.loads(proc.stdout)
+    if "unsupported" in out:
+        pytest.skip(f"this CPU/kernel cannot enable CPUID faulting (errno {out['unsupported']})")
+    assert "error" in out and "CPUID faulting" in out["instruction"]["error"]
