@@ -135,8 +135,11 @@ def run(g: Grader) -> None:
         have = [i for i in fw if getattr(i, attr)]
         if have:
             best = next((i for i in have if i.combined), have[0])
-            return Outcome("pass", f"{len(have)} OVMF image(s) with {what}, e.g. {best.path} ({best.role})",
-                           img_ev(have))
+            msg = f"{len(have)} OVMF image(s) with {what}, e.g. {best.path} ({best.role})"
+            if attr == "kernel_hashes":   # SNP measured direct boot needs its own metadata section too
+                snp_ok = [i.path for i in have if i.snp_kernel_hashes]
+                msg += "; SNP_KERNEL_HASHES section in " + (", ".join(snp_ok[:2]) if snp_ok else "none of them")
+            return Outcome("pass", msg, img_ev(have))
         others = [i for i in images() if i not in fw and i.error]
         return Outcome(fail_status, f"no OVMF image has {what} (inspected {len(fw)} firmware image(s): "
                        + "; ".join(i.summary() for i in fw[:4]) + ")", img_ev(fw + others), hint)

@@ -86,6 +86,7 @@ def test_full_capability_image_passes_every_ovmf_check() -> None:
     r = grade(make_raw(ovmf=(ovmf_image("/opt/AMDSEV/usr/local/share/qemu/OVMF.fd"),)))
     for cid in ("ovmf.present", "ovmf.sev_es", "ovmf.snp", "ovmf.kernel_hashes"):
         assert r.check(cid).status == "pass", r.check(cid)
+    assert "SNP_KERNEL_HASHES section in /opt/AMDSEV" in r.check("ovmf.kernel_hashes").message
     (img,) = r.ovmf_images
     assert img.combined and img.snp and img.kernel_hashes and img.snp_kernel_hashes
     assert r.to_json()["ovmf_images"][0]["sha256"] == img.sha256
@@ -145,3 +146,9 @@ def test_inspect_all_shares_content_between_symlinks() -> None:
     out = inspect_all(section)
     assert [i.path for i in out] == ["/usr/share/OVMF/OVMF_CODE_4M.ms.fd", img["path"]]
     assert out[0].sha256 == out[1].sha256 == img["sha256"]
+
+
+def test_sev_only_hash_table_says_snp_section_is_missing() -> None:
+    r = grade(make_raw(ovmf=(ovmf_image("/o/OVMF.fd", snp_kernel_hashes=False),)))
+    c = r.check("ovmf.kernel_hashes")
+    assert c.status == "pass" and c.message.endswith("SNP_KERNEL_HASHES section in none of them")
