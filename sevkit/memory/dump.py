@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import stat
 import time
@@ -202,7 +203,12 @@ def _timeout(ram_bytes: int, per_gib: float) -> float:
 
 # --- the three methods -------------------------------------------------------------------
 
-def dump_elf(qmp: QmpLike, folder: Path, ram_bytes: int, *, per_gib: float = 60.0, name: str = "guest.elf",
+def _unique(stem: str, suffix: str) -> str:
+    """A fresh file name: kept dumps of earlier scans are never overwritten or collided with."""
+    return f"{stem}-{time.strftime('%H%M%S')}-{secrets.token_hex(2)}{suffix}"
+
+
+def dump_elf(qmp: QmpLike, folder: Path, ram_bytes: int, *, per_gib: float = 60.0, name: str | None = None,
              statvfs: Callable[[str], Any] = os.statvfs) -> Path:
     """QMP dump-guest-memory into ``folder/name`` (ELF, paging=false, detached). Returns the path.
 
@@ -210,7 +216,7 @@ def dump_elf(qmp: QmpLike, folder: Path, ram_bytes: int, *, per_gib: float = 60.
     """
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     check_space(folder, ram_bytes + SPACE_MARGIN, statvfs=statvfs)
-    path = folder / name
+    path = folder / (name or _unique("guest", ".elf"))
     _new_private_file(path)
     timeout = _timeout(ram_bytes, per_gib)
     try:
@@ -242,7 +248,7 @@ def dump_pmemsave(qmp: QmpLike, folder: Path, ranges: Sequence[RamRange], *, per
     out: list[tuple[RamRange, Path]] = []
     try:
         for r in ranges:
-            path = folder / f"pmem-{r.gpa:#x}.raw"
+            path = folder / _unique(f"pmem-{r.gpa:#x}", ".raw")
             _new_private_file(path)
             out.append((r, path))
             _qmp(qmp, "pmemsave", {"val": r.gpa, "size": r.size, "filename": str(path)},

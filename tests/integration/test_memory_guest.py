@@ -110,7 +110,7 @@ def test_elf_gpa_bytes_in_a_kept_pmemsave_file(plain_vm: GuestVM, planted: Plant
                            folder=tmp_path / "d", keep=True)
     finally:
         qmp.execute("cont")
-    raw = tmp_path / "d" / "pmem-0x0.raw"
+    (raw,) = (tmp_path / "d").glob("pmem-0x0-*.raw")
     assert (raw.stat().st_mode & 0o777) == 0o600
     with open(raw, "rb") as fh:
         for h in elf.hits(s.needle):
