@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import re
 import shutil
 import signal
 import socket
@@ -231,7 +232,6 @@ class GuestVM:
 
         Raises GuestError if QEMU started the guest after all.
         """
-        import re
         try:
             self.launch()
         except LaunchError as exc:
