@@ -382,7 +382,7 @@ class GuestVM:
         except GuestPanic as exc:
             self._mark_broken(exc)
             raise
-        except (GuestError, OSError, EOFError, Exception) as exc:
+        except Exception as exc:  # any transport failure: GuestDied if QEMU is gone, else unchanged
             if self.proc is not None and self.proc.poll() is not None:
                 try:
                     self.check_alive()
