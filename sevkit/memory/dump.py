@@ -332,7 +332,7 @@ def mapped_spans(maps: Sequence[Mapping_], start: int, size: int) -> tuple[list[
 
 
 def scan_procmem(pid: int, qmp: QmpLike, ranges: Sequence[RamRange], needles: Sequence[bytes], *,
-                 chunk: int = STREAM_CHUNK, entropy_every: int = 64,
+                 chunk: int = STREAM_CHUNK, entropy_every: int = 256,
                  private_readable: bool = True, private_reason: str = "") -> MemoryScan:
     """Stream each RAM range from /proc/<pid>/mem into the scanner; hits carry gpas as offsets."""
     t0 = time.perf_counter()
@@ -362,17 +362,20 @@ def scan_procmem(pid: int, qmp: QmpLike, ranges: Sequence[RamRange], needles: Se
             done = 0
             while done < r.size:
                 n = min(chunk, r.size - done)
-                try:
-                    data = os.pread(fd, n, hva + done)
+                at = hva + done
+
+                def read_at(view: memoryview, at: int = at) -> int:
+                    return os.preadv(fd, [view], at)
+                try:   # straight into the scanner's buffer: no copy per chunk
+                    got = scanner.feed_from(read_at, n)
                 except OSError as exc:
                     cov.unreadable.append((RamRange(r.gpa + done, r.size - done),
-                                           f"read failed at host {hva + done:#x}: {exc.strerror}"))
+                                           f"read failed at host {at:#x}: {exc.strerror}"))
                     break
-                if not data:
+                if got <= 0:
                     cov.unreadable.append((RamRange(r.gpa + done, r.size - done), "short read (EOF)"))
                     break
-                scanner.feed(data)
-                done += len(data)
+                done += got
             if done:
                 cov.ranges_read.append(RamRange(r.gpa, done))
     finally:

@@ -81,10 +81,11 @@ class EntropyStats:
 
     def add(self, page: bytes | memoryview) -> None:
         self.pages_sampled += 1
-        if not any(page):  # C-speed on bytes
+        data = bytes(page)
+        if data.count(0) == len(data):   # a C loop, unlike any() over a memoryview
             self.zero_pages += 1
             return
-        h = page_entropy(page)
+        h = page_entropy(data)
         self.values.append(h)
         if h >= HIGH_ENTROPY:
             self.high_entropy_pages += 1
@@ -106,13 +107,18 @@ class EntropyStats:
         }
 
 
+_CLOG2C = [0.0] + [c * math.log2(c) for c in range(1, PAGE + 1)]   # c*log2(c), looked up in C
+
+
 def page_entropy(page: bytes | memoryview) -> float:
-    """Shannon entropy of one page in bits per byte (0 .. 8)."""
+    """Shannon entropy of one page in bits per byte (0 .. 8): log2(n) - sum(c*log2(c))/n."""
     data = bytes(page)
     n = len(data)
     if n == 0:
         return 0.0
-    return max(0.0, -sum(c / n * math.log2(c / n) for c in Counter(data).values()))   # no -0.0
+    counts = Counter(data).values()
+    total = sum(map(_CLOG2C.__getitem__, counts)) if n <= PAGE else sum(c * math.log2(c) for c in counts)
+    return max(0.0, math.log2(n) - total / n)   # max(): no -0.0 for a one-value page
 
 
 @dataclass
@@ -373,27 +379,61 @@ class StreamScanner:
         self.entropy = EntropyStats() if entropy_every else None
         self.entropy_every = entropy_every   # sample one page in this many
         self._page_no = 0
+        self._buf: bytearray | None = None
+        self._cbuf: Any = None
         self.t0 = time.perf_counter()
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         if not chunk:
             return
         data = self.carry + bytes(chunk)
-        start_off = self.pos - len(self.carry)   # stream offset of data[0]
-        size = len(data)
-        hay = _haystack(data)
-        for nd in self.needles:
-            # skip hits that lay wholly in the carry: the previous feed already counted them
-            first = max(0, len(self.carry) - len(nd) + 1)
-            tmp: list[int] = []
-            self.counts[nd] += _find_all(hay, nd, first, size, size, tmp,
-                                         self.limit - len(self.offs[nd]))
-            self.offs[nd].extend(start_off + p for p in tmp)
+        self._scan(_haystack(data), data, len(self.carry), len(data), chunk)
+
+    def feed_from(self, read_into: Callable[[memoryview], int], max_bytes: int) -> int:
+        """Read up to ``max_bytes`` with ``read_into(view) -> n`` straight into the scanner's own
+        buffer (behind the carry) and scan them: no per-chunk copies. Returns n (0 at the end)."""
+        keep = len(self.carry)
+        need = self.longest - 1 + max_bytes
+        if self._buf is None or len(self._buf) < need:
+            self._buf = bytearray(need)
+            self._cbuf = (ctypes.c_char * need).from_buffer(self._buf) if _MEMMEM is not None else None
+        buf = self._buf
+        buf[:keep] = self.carry
+        view = memoryview(buf)
+        try:
+            n = read_into(view[keep:keep + max_bytes])
+        finally:
+            view.release()
+        if n <= 0:
+            return n
+        hay: Any = _CBuf(ctypes.addressof(self._cbuf), self._cbuf) if self._cbuf is not None else bytes(buf)
+        with memoryview(buf) as mv:
+            self._scan(hay, buf, keep, keep + n, mv[keep:keep + n])
+        return n
+
+    def _scan(self, hay: Any, data: bytes | bytearray, carry_len: int, size: int,
+              chunk: bytes | bytearray | memoryview) -> None:
+        """Hits in data[:size] not already reported; windows of CHUNK bytes so that every needle is
+        searched while the window is in cache."""
+        start_off = self.pos - carry_len   # stream offset of data[0]
+        pos = 0
+        while pos < size:
+            stop = min(pos + CHUNK, size)
+            end = min(stop + self.longest - 1, size)
+            for nd in self.needles:
+                # skip hits that lay wholly in the carry: the previous feed already counted them
+                first = max(pos, carry_len - len(nd) + 1)
+                if first >= stop:
+                    continue
+                tmp: list[int] = []
+                self.counts[nd] += _find_all(hay, nd, first, end, stop, tmp, self.limit - len(self.offs[nd]))
+                self.offs[nd].extend(start_off + p for p in tmp)
+            pos = stop
         if self.entropy is not None:
             self._entropy(chunk)
-        self.pos += len(chunk)
+        self.pos += size - carry_len
         keep = self.longest - 1
-        self.carry = data[max(0, size - keep):] if keep else b""
+        self.carry = bytes(data[max(0, size - keep):size]) if keep else b""
 
     def _entropy(self, chunk: bytes | bytearray | memoryview) -> None:
         assert self.entropy is not None

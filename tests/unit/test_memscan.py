@@ -286,3 +286,22 @@ def test_module_entry_point_matches_the_subcommand(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "sevkit.cli.scan", str(tmp_path / "nope"), "--needle", "ab"],
                          capture_output=True, text=True, cwd=REPO, timeout=60)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and bad.stdout == ""
+
+
+@pytest.mark.parametrize("read_size", [5, 24, 4096, 10_000])
+def test_feed_from_reads_into_the_scanner_buffer(monkeypatch: pytest.MonkeyPatch, engine: str,
+                                                 read_size: int) -> None:
+    monkeypatch.setattr(S, "CHUNK", 4096)   # windows inside each read, too
+    data = bytearray(rnd(30_000, seed=read_size))
+    where = [0, 4096 - 3, 10_000 - 12, 30_000 - 24]
+    for w in where:
+        data[w:w + 24] = NEEDLE
+    src = io.BytesIO(bytes(data))
+    sc = S.StreamScanner([NEEDLE, b"\x01\x02\x03never"], base_offset=0x1000, entropy_every=1)
+    while sc.feed_from(src.readinto, read_size):
+        pass
+    res = sc.result()
+    assert offsets(res, NEEDLE) == [0x1000 + w for w in where]
+    assert res.bytes_scanned == 30_000 and res.count(b"\x01\x02\x03never") == 0
+    assert res.entropy is not None and res.entropy.pages_total == sum(
+        n // 4096 for n in [read_size] * (30_000 // read_size) + [30_000 % read_size])
