@@ -52,6 +52,10 @@ for unit in apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub
     ln -sf /dev/null "/etc/systemd/system/$unit"
 done
 
+# trixie's systemd-ssh-generator wants AF_VSOCK, fails without it and adds sockets nobody uses
+mkdir -p /etc/systemd/system-generators
+ln -sf /dev/null /etc/systemd/system-generators/systemd-ssh-generator
+
 # modules udev would load for q35's emulated chipset that no test uses; each costs boot time under TCG
 printf 'blacklist %s\n' pcspkr iTCO_wdt iTCO_vendor_support kvm_amd kvm_intel kvm cfg80211 joydev \
     > /etc/modprobe.d/sevkit-blacklist.conf
