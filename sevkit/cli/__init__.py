@@ -25,20 +25,34 @@ from ..errors import SevkitError
 EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or with ``only`` just the module of that name.
+
+    Importing one module instead of all keeps start-up short (``sevkit scan`` must not pay
+    for cryptography's import in ``attest``).
+    """
     parser = argparse.ArgumentParser(
         prog="sevkit", description="AMD SEV / SEV-ES / SEV-SNP conformance toolkit")
     parser.add_argument("--version", action="version", version=f"sevkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if mod.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{mod.name}")
+    for name in [only] if only else _modules():
+        module = importlib.import_module(f"{__name__}.{name}")
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)
     return parser
+
+
+def _parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first is not None and first in _modules():
+        return build_parser(only=first)
+    return build_parser()
 
 
 def error(message: str) -> None:
@@ -47,7 +61,8 @@ def error(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser_for(argv)
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
