@@ -402,27 +402,45 @@ class GuestVM:
 
     # -- stop ----------------------------------------------------------------------------
     def shutdown(self, *, grace: float | None = None) -> None:
-        """Soft power-off (ACPI ``system_powerdown``), hard kill of QEMU's group after ``grace``
-        (default ``timeouts.shutdown``), then release everything. Safe to call in any state."""
+        """Soft power-off, then a hard kill of QEMU's group after ``grace`` (default
+        ``timeouts.shutdown``), then release everything. Safe to call in any state.
+
+        Soft means ``poweroff`` in the guest when a shell is open (an ACPI button press can be
+        lost while systemd is still starting), else ACPI ``system_powerdown`` over QMP.
+        """
         grace = self.timeouts.shutdown if grace is None else grace
         try:
-            if self.proc is not None and self.proc.poll() is None:
-                soft = False
-                if self.qmp is not None and self.qmp.connected and self.state in (
-                        GuestState.RUNNING, GuestState.SHELL, GuestState.SSH_READY):
-                    try:
-                        self.qmp.execute("system_powerdown", timeout=5.0)
-                        soft = True
-                    except (QmpError, GuestTimeout):
-                        pass
-                if soft:
-                    try:
-                        self.proc.wait(grace)
-                        self.times["powerdown"] = 1.0
-                    except subprocess.TimeoutExpired:
-                        log.warning("%s: no power-off within %.0fs; killing QEMU", self.name, grace)
+            if self.proc is not None and self.proc.poll() is None and grace > 0 and self.state in (
+                    GuestState.RUNNING, GuestState.SHELL, GuestState.SSH_READY) and self._soft_poweroff():
+                try:
+                    self.proc.wait(grace)
+                    self.times["powered_off"] = 1.0
+                except subprocess.TimeoutExpired:
+                    log.warning("%s: no power-off within %.0fs; killing QEMU", self.name, grace)
         finally:
             self._post_shutdown()
+
+    def _soft_poweroff(self) -> bool:
+        """Ask the guest to power off; True if the request was delivered somewhere."""
+        if self._ssh is not None:
+            try:   # --no-block: the command returns before sshd goes away
+                self._ssh.run("systemctl poweroff --no-block 2>/dev/null || poweroff", timeout=10.0)
+                return True
+            except Exception as exc:  # any transport failure: fall back to the console or ACPI
+                log.info("%s: poweroff over SSH failed (%s); trying ACPI", self.name, exc)
+        if self._console is not None and self._console.logged_in:
+            try:
+                self._console.send("poweroff\r")
+                return True
+            except GuestError:
+                pass
+        if self.qmp is not None and self.qmp.connected:
+            try:
+                self.qmp.execute("system_powerdown", timeout=5.0)
+                return True
+            except (QmpError, GuestTimeout):
+                pass
+        return False
 
     def _post_shutdown(self) -> None:
         """Release in reverse order of acquisition; every step runs even if one fails."""
