@@ -16,12 +16,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
+INI = "[pytest]\naddopts = -p no:cacheprovider\njunit_family = xunit1\n"
 CONFTEST = 'pytest_plugins = ["fixtures.options", "fixtures.evidence"]\n'
 
 
 def run_suite(tmp_path: Path, body: str, *args: str) -> tuple[int, str, Path]:
     (tmp_path / "conftest.py").write_text(CONFTEST)
-    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    (tmp_path / "pytest.ini").write_text(INI)
     (tmp_path / "test_case.py").write_text(body)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", *args], cwd=tmp_path, env=env,
@@ -42,7 +43,7 @@ def test_all_pass_exits_0_and_writes_run_folder(tmp_path: Path) -> None:
     assert evidence and (evidence[0] / "e.txt").read_text() == "x"
     assert "sevkit verdict: CONFORMANT" in out
     # the JUnit file names the evidence folder of each test
-    assert "evidence" in (run / "junit.xml").read_text()
+    assert '<property name="evidence" value="' in (run / "junit.xml").read_text()
 
 
 def test_failure_exits_1(tmp_path: Path) -> None:
@@ -91,7 +92,7 @@ def test_nothing_collected_exits_2(tmp_path: Path) -> None:
 def test_xdist_workers_share_one_run_folder(tmp_path: Path, workers: str) -> None:
     body = "".join(f"def test_{i}(artifacts):\n    artifacts.write_text('w.txt', '{i}')\n" for i in range(4))
     (tmp_path / "conftest.py").write_text(CONFTEST)
-    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    (tmp_path / "pytest.ini").write_text(INI)
     (tmp_path / "test_case.py").write_text(body)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-n", workers], cwd=tmp_path, env=env,
