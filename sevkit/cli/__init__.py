@@ -18,11 +18,19 @@ import pkgutil
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .. import __version__
 from ..errors import SevkitError
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (its default prints the usage block first); exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _modules() -> list[str]:
@@ -35,7 +43,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     Importing one module instead of all keeps start-up short (``sevkit scan`` must not pay
     for cryptography's import in ``attest``).
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sevkit", description="AMD SEV / SEV-ES / SEV-SNP conformance toolkit")
     parser.add_argument("--version", action="version", version=f"sevkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -161,6 +161,10 @@ def plant(shell: Shell, secret: Secret, *, copies: int = COPIES, timeout: float 
                          evidence={"guest": st.get("secret_sha256"), "host": secret.needle_sha256})
     if int(st.get("copies_anon", 0)) < copies or int(st.get("copies_tmpfs", 0)) < copies:
         raise CommandFailed("the planter did not place all copies", evidence=st)
+    if st.get("mlockall") != "ok":
+        # Unlocked copies could be swapped out of guest RAM, and a scan would then prove nothing.
+        raise GuestError(f"the planter could not lock its copies in RAM (mlockall: {st.get('mlockall')})",
+                         evidence=st)
     return Planted(secret, int(st["pid"]), int(st["copies_anon"]), int(st["copies_tmpfs"]),
                    str(st["tmpfs_file"]), str(st["mlockall"]), deadline.elapsed)
 

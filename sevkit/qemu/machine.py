@@ -263,7 +263,10 @@ class GuestVM:
             if self.access.password is not None:
                 self.login()
             if worker is not None:
-                worker.join()
+                # connect_ssh() has its own deadline; this bound only guards against a hung thread.
+                worker.join(self.timeouts.ssh_ready + self.timeouts.command)
+                if worker.is_alive():
+                    raise GuestTimeout(f"{self.name}: SSH readiness did not finish within its deadline")
                 if errors:
                     raise errors[0]
         except BaseException:

@@ -127,7 +127,10 @@ def test_configfs_tsm(guest: GuestVM, probe: GuestProbe, artifacts: ArtifactDir)
 
 def test_same_answer_over_both_transports(guest: GuestVM, artifacts: ArtifactDir) -> None:
     """The serial console and SSH give the same result for the same command (output and exit
-    status), so every in-guest verdict is independent of the transport."""
+    status), so every in-guest verdict is independent of the transport.
+
+    Requirement: sevkit issue 3, "The same command gives the same result over both"; the serial
+    path follows the labgrid ShellDriver split-marker protocol (style.md lesson 7)."""
     cmd = "uname -r; cat /proc/sys/kernel/osrelease; ls / >/dev/null; exit 7"
     serial = guest.run(cmd, via="serial")
     ssh = guest.run(cmd, via="ssh")

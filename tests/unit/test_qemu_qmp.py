@@ -53,10 +53,12 @@ def test_execute_events_and_errors(qemu_none: Path, tmp_path: Path) -> None:
 
 def test_socket_is_free_again_after_close(qemu_none: Path) -> None:
     """P4: one client per socket; close() must disconnect so the next client gets in."""
+    statuses = []
     for _ in range(2):
         with Qmp(qemu_none) as qmp:
             qmp.connect(Deadline(10))
-            qmp.execute("query-status", timeout=5)
+            statuses.append(qmp.execute("query-status", timeout=5))
+    assert len(statuses) == 2 and all("status" in s for s in statuses), statuses
 
 
 def test_connect_times_out_without_socket(tmp_path: Path) -> None:
