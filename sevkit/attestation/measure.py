@@ -4,17 +4,21 @@ the launcher used. Not reimplemented here: we only translate inputs and errors.
 For measured direct boot (QEMU ``kernel-hashes=on``) the kernel, initrd and command line are
 measured; without it they must not be passed. An OVMF without the SNP kernel-hashes section
 (Debian's, for one) cannot measure a kernel: that is a MeasurementError naming the firmware.
+``snp_measured_boot_support`` says beforehand, by the firmware's content, whether it can.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MeasurementError
 
 if TYPE_CHECKING:
+    from ..host.ovmf import OvmfImage
     from ..qemu.spec import GuestSpec
 
 MODES = {"sev": "SEV", "sev-es": "SEV_ES", "sev-snp": "SEV_SNP"}
@@ -86,3 +90,62 @@ def expected_measurement(inp: LaunchInputs) -> bytes:
         raise MeasurementError(f"sev-snp-measure cannot compute the {inp.mode} launch digest for firmware "
                                f"{inp.ovmf}: {exc}", evidence=evidence) from None
     return digest
+
+
+AMDSEV_HINT = ("use an OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc; Debian's ovmf has no SNP "
+               "kernel-hashes section")
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredBootSupport:
+    """Can an SNP guest on ``firmware`` be launched with ``kernel-hashes=on``? QEMU puts the kernel,
+    initrd and command line hashes into the SEV hash table (GPA from the OVMF GUID table) and SNP
+    measures the page the SNP_KERNEL_HASHES metadata section names: both must be there."""
+
+    firmware: str
+    supported: bool
+    why: str                          # the finding, in words
+    source: str                       # "host probe" or "parsed": where the finding comes from
+    image: dict[str, Any] | None      # the OvmfImage the decision rests on (None: no firmware)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"firmware": self.firmware, "kernel_hashes": self.supported, "why": self.why,
+                "source": self.source, "image": self.image}
+
+
+def inspect_firmware(path: str | Path) -> OvmfImage:
+    """The host probe's content analysis of one local OVMF file (same reader, same parser)."""
+    from ..host import collector
+    from ..host.ovmf import ParserUnavailable, inspect
+    real = os.path.realpath(path)
+    size = os.path.getsize(real) if os.path.isfile(real) else -1
+    try:
+        return inspect({"path": str(path), "realpath": real, "size": size, **collector._ovmf_content(real)})
+    except ParserUnavailable as exc:
+        raise MeasurementError(str(exc), evidence={"firmware": str(path)}) from None
+
+
+def snp_measured_boot_support(firmware: str | Path | None, kernel: Path | None,
+                              probed: Iterable[OvmfImage] = ()) -> MeasuredBootSupport:
+    """Decide measured direct boot for an SNP launch from the firmware's content: the probe's analysis
+    of that file when it has one (``probed``: HostReport.ovmf_images), else the file parsed here."""
+    if firmware is None:
+        return MeasuredBootSupport("", False, "no OVMF image for -bios", "none", None)
+    if kernel is None:
+        return MeasuredBootSupport(str(firmware), False, "the guest image boots from disk: there is no "
+                                   "direct-boot kernel to measure", "none", None)
+    real = os.path.realpath(firmware)
+    img = next((i for i in probed if i.error is None and real in (i.realpath, os.path.realpath(i.path))), None)
+    source = "host probe"
+    if img is None:
+        img, source = inspect_firmware(firmware), "parsed"
+    if img.error is not None:
+        return MeasuredBootSupport(str(firmware), False, f"firmware not parseable: {img.error}", source,
+                                   img.to_json())
+    missing = [what for what, ok in (("SNP metadata (SNP_SEC_MEM, SNP_SECRETS, CPUID)", img.snp),
+                                     ("an SNP_KERNEL_HASHES metadata section", img.snp_kernel_hashes),
+                                     ("a SEV hash table with a non-zero GPA", img.kernel_hashes)) if not ok]
+    if missing:
+        why = f"{img.summary()}; missing " + ", ".join(missing)
+        return MeasuredBootSupport(str(firmware), False, why, source, img.to_json())
+    return MeasuredBootSupport(str(firmware), True, img.summary(), source, img.to_json())

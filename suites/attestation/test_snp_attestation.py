@@ -17,6 +17,7 @@ from fixtures.attestation import min_tcb, save_verdict
 from sevkit.attestation import AttestationReport, Expectations, appraise, verify_report
 from sevkit.attestation.guestfetch import GuestReport
 from sevkit.attestation.layout import LAYOUT, SIGNATURE_OFFSET
+from sevkit.attestation.measure import AMDSEV_HINT, snp_measured_boot_support
 from sevkit.evidence import ArtifactDir
 
 pytestmark = [pytest.mark.requires("SEV-SNP"), pytest.mark.guest_type("sev-snp")]
@@ -75,6 +76,30 @@ def test_measurement_equals_expected(snp_report: Fetched, expected_measurement: 
                                               "expected": expected_measurement.hex(),
                                               "kernel_hashes": snp_guest.spec.kernel_hashes})
     assert report.measurement == expected_measurement
+
+
+def test_launch_measurement_covers_kernel_initrd_cmdline(snp_guest: Any, artifacts: ArtifactDir) -> None:
+    """The SNP guest was launched with measured direct boot (QEMU kernel-hashes=on on an OVMF with an
+    SNP_KERNEL_HASHES section and a SEV hash table), so its launch measurement binds the kernel,
+    initrd and command line, not only the firmware and VMSAs. The equality itself is
+    test_measurement_equals_expected. Ref: sev-facts §7.5 item 5, §8.3 (kernel-hashes), §10."""
+    spec = snp_guest.spec
+    fw = spec.firmware.image
+    argv = list(getattr(snp_guest, "argv", []) or [])
+    support = snp_measured_boot_support(fw, spec.kernel)     # the launched file, parsed by content
+    artifacts.write_json("measured-boot.json", {
+        "firmware": str(fw), "kernel": str(spec.kernel), "initrd": str(spec.initrd), "append": spec.append,
+        "launched_with_kernel_hashes": spec.kernel_hashes, "firmware_finding": support.to_dict(),
+        "qemu_argv_has_kernel_hashes": any("kernel-hashes=on" in a for a in argv) if argv else None})
+    assert spec.kernel is not None, (
+        f"the SNP guest boots from disk (firmware {fw}): its launch measurement covers no kernel, "
+        "initrd or command line; give the image a direct-boot kernel")
+    assert spec.kernel_hashes, (
+        f"the SNP guest was launched without kernel-hashes=on: its launch measurement covers OVMF and "
+        f"VMSAs only, not kernel {spec.kernel}, initrd {spec.initrd} or the command line. Firmware {fw} "
+        f"({support.source}): {support.why}. Hint: {AMDSEV_HINT}")
+    if argv:
+        assert any("kernel-hashes=on" in a for a in argv), f"kernel-hashes=on missing from QEMU argv {argv}"
 
 
 def test_policy_equals_launched_policy(snp_report: Fetched, snp_guest: Any, artifacts: ArtifactDir) -> None:

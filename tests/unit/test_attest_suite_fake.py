@@ -5,19 +5,51 @@ its "SNP guest" answers over a local shell from a fake configfs-tsm tree whose o
 captured Milan report (virtee-sev/report_milan.bin, policy 0x30000, VMPL 0, TCB 3/0/8/115) and
 whose auxblob carries that report's real VCEK. A canned report cannot carry our nonce, so the
 nonce, two-report and measurement tests MUST fail here: that is what this test checks, along
-with the evidence each test leaves behind.
+with the evidence each test leaves behind. The fake guest is "launched" from Debian's real OVMF.fd
+(no SNP kernel hashes, so the kernel-coverage test must fail with the AmdSevX64 hint), or from a
+SYNTHETIC OVMF-like file with kernel-hashes=on (that test passes, the digest covers the kernel).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from test_attest_measured_boot import craft_ovmf
 from test_attest_realdata import ATT, require_realdata
 
+from sevkit.attestation.measure import LaunchInputs, expected_measurement
+
 REPO = Path(__file__).resolve().parents[2]
+DEBIAN_OVMF = "/usr/share/ovmf/OVMF.fd"   # real Debian 12 combined OVMF: SNP metadata, no SNP kernel hashes
+
+
+def _setup(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+           fw: str = DEBIAN_OVMF, kernel_hashes: bool = False) -> None:
+    """The fake SNP guest, launched from ``fw`` with a SYNTHETIC kernel/initrd (only their hashes matter)."""
+    require_realdata()
+    tsm, boot = tmp_path / "tsm", tmp_path / "boot"
+    tsm.mkdir()
+    boot.mkdir()
+    (boot / "vmlinuz").write_bytes(b"SYNTHETIC kernel " * 100)
+    (boot / "initrd.img").write_bytes(b"SYNTHETIC initrd " * 100)
+    pytester.makeconftest(CONFTEST.format(att=str(ATT.resolve()), root=str(tsm), boot=str(boot), fw=fw,
+                                          kh=kernel_hashes))
+    shutil.copy(REPO / "suites" / "attestation" / "test_snp_attestation.py", pytester.path)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+
+
+def _outcomes(junit: Path) -> dict[str | None, str]:
+    outcomes = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        status = "failed" if case.find("failure") is not None else (
+            "error" if case.find("error") is not None else ("skipped" if case.find("skipped") is not None
+                                                               else "passed"))
+        outcomes[case.get("name")] = status
+    return outcomes
 
 CONFTEST = '''
 import re, shlex, subprocess, sys, time
@@ -31,6 +63,9 @@ from sevkit.results import CommandResult
 pytest_plugins = ["fixtures.options", "fixtures.evidence", "fixtures.attestation"]
 ATT = Path({att!r})
 ROOT = Path({root!r})
+BOOT = Path({boot!r})
+FW = {fw!r}
+KH = {kh!r}
 
 class FakeShell:
     def run(self, cmd, timeout=None):
@@ -51,7 +86,11 @@ class FakeShell:
 class FakeGuest:
     ssh = FakeShell()
     spec = GuestSpec(kind="sev-snp", accel="kvm", qemu_version=(9, 1, 0), cpu="EPYC-v4", vcpus=2,
-                     firmware=find_bios(), disk=Path("/dev/null"), cbitpos=51, reduced_phys_bits=1)
+                     firmware=find_bios(FW), kernel=BOOT / "vmlinuz", initrd=BOOT / "initrd.img",
+                     append="console=ttyS0", disk=Path("/dev/null"), cbitpos=51, reduced_phys_bits=1,
+                     kernel_hashes=KH)
+    argv = ["qemu-system-x86_64", "-object",
+            "sev-snp-guest,id=sev0,policy=0x30000,cbitpos=51,reduced-phys-bits=1" + (",kernel-hashes=on" if KH else "")]
 
 class FakePool:
     def get(self, kind):
@@ -70,28 +109,19 @@ def pytest_configure(config):
 
 def test_suite_against_a_canned_real_report(pytester: pytest.Pytester, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    require_realdata()
-    tsm = tmp_path / "tsm"
-    tsm.mkdir()
-    pytester.makeconftest(CONFTEST.format(att=str(ATT.resolve()), root=str(tsm)))
-    shutil.copy(REPO / "suites" / "attestation" / "test_snp_attestation.py", pytester.path)
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    _setup(pytester, tmp_path, monkeypatch)
     reports = tmp_path / "reports"
     res = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--sev-kds-url", "off", f"--sev-report-dir={reports}",
         "--sev-min-tcb", "bl=3,tee=0,snp=8,ucode=115", "-o", "sev_expect=none")
-    outcomes = {}
     junit = next(reports.glob("*/junit.xml"))
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        status = "failed" if case.find("failure") is not None else (
-            "error" if case.find("error") is not None else ("skipped" if case.find("skipped") is not None
-                                                               else "passed"))
-        outcomes[case.get("name")] = status
+    outcomes = _outcomes(junit)
     assert outcomes == {
         "test_report_verifies": "passed",                          # real report, real VCEK, shipped roots
         "test_report_data_equals_nonce": "failed",                 # canned report: not our nonce
         "test_two_reports_differ_only_in_report_data_and_signature": "failed",   # identical reports
         "test_measurement_equals_expected": "failed",              # not launched from Debian's OVMF
+        "test_launch_measurement_covers_kernel_initrd_cmdline": "failed",   # Debian OVMF: no kernel hashes
         "test_policy_equals_launched_policy": "passed",            # 0x30000 both
         "test_vmpl_zero": "passed",
         "test_reported_tcb_not_below_minimum": "passed",
@@ -106,18 +136,42 @@ def test_suite_against_a_canned_real_report(pytester: pytest.Pytester, tmp_path:
     nonce_dir = next(run.glob("*test_report_data_equals_nonce*"))
     assert (nonce_dir / "report1.bin").is_file() and (nonce_dir / "report1.fetch.json").is_file()
     assert "nonce or signature did not change" in res.stdout.str()
+    out = res.stdout.str()
+    assert "launched without kernel-hashes=on" in out and "AmdSevX64.dsc" in out and DEBIAN_OVMF in out
+    mb = json.loads(next(run.glob("*test_launch_measurement_covers*/measured-boot.json")).read_text())
+    assert mb["launched_with_kernel_hashes"] is False and mb["firmware"] == DEBIAN_OVMF
+    assert mb["firmware_finding"]["kernel_hashes"] is False and "SNP_KERNEL_HASHES" in mb["firmware_finding"]["why"]
+
+
+def test_measured_direct_boot_guest_passes_the_coverage_check(pytester: pytest.Pytester, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Launched with kernel-hashes=on from a SYNTHETIC OVMF-like file that has the SNP kernel-hashes
+    section: the coverage test passes and the expected digest covers kernel, initrd and command line
+    (the canned report still cannot match it)."""
+    fw = craft_ovmf(tmp_path / "OVMF.amdsev.fd")
+    _setup(pytester, tmp_path, monkeypatch, fw=str(fw), kernel_hashes=True)
+    reports = tmp_path / "reports"
+    res = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--sev-kds-url", "off", f"--sev-report-dir={reports}", "-o", "sev_expect=none",
+        "-k", "measurement")
+    junit = next(reports.glob("*/junit.xml"))
+    assert _outcomes(junit) == {"test_measurement_equals_expected": "failed",
+                                "test_launch_measurement_covers_kernel_initrd_cmdline": "passed"}, \
+        res.stdout.str()[-3000:]
+    shared = junit.parent / "attestation-snp-report"
+    inputs = json.loads((shared / "launch-inputs.json").read_text())
+    assert inputs["kernel_hashes"] == "True" and inputs["kernel"] == str(tmp_path / "boot" / "vmlinuz")
+    expected = expected_measurement(LaunchInputs(mode="sev-snp", ovmf=fw, vcpus=2, kernel=tmp_path / "boot" / "vmlinuz",
+                                                 initrd=tmp_path / "boot" / "initrd.img", append="console=ttyS0",
+                                                 kernel_hashes=True))
+    assert (shared / "expected-measurement.txt").read_text().strip() == expected.hex()
 
 
 def test_minimum_tcb_violation_fails(pytester: pytest.Pytester, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    require_realdata()
-    tsm = tmp_path / "tsm"
-    tsm.mkdir()
-    pytester.makeconftest(CONFTEST.format(att=str(ATT.resolve()), root=str(tsm)))
-    shutil.copy(REPO / "suites" / "attestation" / "test_snp_attestation.py", pytester.path)
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    _setup(pytester, tmp_path, monkeypatch)
     res = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--sev-kds-url", "off", f"--sev-report-dir={tmp_path / 'r'}",
         "--sev-min-tcb", "snp=9", "-k", "minimum")
-    res.assert_outcomes(failed=1, deselected=6)
+    res.assert_outcomes(failed=1, deselected=7)
     assert "snpSPL 8 < 9" in res.stdout.str()
