@@ -74,7 +74,9 @@ def test_measurement_equals_expected(snp_report: Fetched, expected_measurement: 
     _, report = snp_report
     artifacts.write_json("measurement.json", {"report": report.measurement.hex(),
                                               "expected": expected_measurement.hex(),
-                                              "kernel_hashes": snp_guest.spec.kernel_hashes})
+                                              "kernel_hashes": snp_guest.spec.kernel_hashes,
+                                              "covers": ["OVMF", "VMSAs"] + (["kernel", "initrd", "cmdline"]
+                                                                             if snp_guest.spec.kernel_hashes else [])})
     assert report.measurement == expected_measurement
 
 
