@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks._sshd import Sshd, SshdUnavailable, keygen, private_sshd
+from benchmarks._sshd import Sshd, keygen
 from sevkit.cli import main
 from sevkit.errors import TransportError
 from sevkit.host import SshStats, collect_local, collect_ssh, grade, parse_target
@@ -25,13 +24,6 @@ pytestmark = [pytest.mark.sshd,
               pytest.mark.skipif(os.geteuid() != 0, reason="sshd root login by key needs root (euid != 0)")]
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    try:
-        with private_sshd(tmp_path_factory.mktemp("sshd")) as server:
-            yield server
-    except SshdUnavailable as exc:
-        pytest.fail(f"cannot run the SSH self-test: {exc}")
 
 
 def comparable(report_json: dict[str, Any]) -> dict[str, Any]:

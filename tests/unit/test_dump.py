@@ -85,18 +85,6 @@ def test_too_small_folder_is_a_clear_dump_error(tmp_path: Path) -> None:
     assert qmp.calls == [] and list((tmp_path / "d").iterdir()) == []
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A real 16 MiB tmpfs (root only)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root; the statvfs-based test above covers the logic")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def test_real_small_tmpfs_refused_before_qemu_is_asked(small_tmpfs: Path) -> None:

@@ -7,12 +7,11 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from benchmarks._sshd import Sshd, SshdUnavailable, keygen, private_sshd
+from benchmarks._sshd import Sshd, keygen
 from sevkit.deadline import Deadline
 from sevkit.errors import GuestError, GuestTimeout
 from sevkit.ssh import SshSession, route_paramiko_log
@@ -21,13 +20,6 @@ pytestmark = [pytest.mark.sshd,
               pytest.mark.skipif(os.geteuid() != 0, reason="sshd root login by key needs root (euid != 0)")]
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    try:
-        with private_sshd(tmp_path_factory.mktemp("sshd")) as server:
-            yield server
-    except SshdUnavailable as exc:
-        pytest.fail(f"cannot run the SSH self-test: {exc}")
 
 
 def _host_key(server: Sshd) -> tuple[str, str]:
