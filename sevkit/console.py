@@ -22,7 +22,7 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -243,16 +243,20 @@ class SerialConsole:
                              f"{self.tail(25)}", evidence=self._evidence(failure=kind, line=text))
 
     # -- expect --------------------------------------------------------------------------
-    def expect(self, patterns: Sequence[str], deadline: Deadline, what: str) -> tuple[int, str]:
+    def expect(self, patterns: Sequence[str], deadline: Deadline, what: str,
+               alive: Callable[[], None] | None = None) -> tuple[int, str]:
         """Wait until one of ``patterns`` (regexes) appears; return (index, text before + match).
 
         Fails fast on a boot failure seen by the drain; raises GuestDied at end of stream.
+        ``alive`` is called every 0.5 s while waiting and may raise (QEMU exited).
         """
         spawn = self._spawn
         if spawn is None:
             raise GuestError(f"{self.name}: console is not connected")
         while True:
             self.check_failure()
+            if alive is not None:
+                alive()
             try:
                 idx = spawn.expect(list(patterns), timeout=deadline.cap(0.5))
                 return int(idx), str(spawn.before) + str(spawn.after)
@@ -320,12 +324,13 @@ class SerialConsole:
                 self.send("\r")
 
     # -- commands ------------------------------------------------------------------------
-    def run(self, cmd: str, timeout: float | None = None) -> CommandResult:
+    def run(self, cmd: str, timeout: float | None = None, *, alive: Callable[[], None] | None = None) -> CommandResult:
         """Run ``cmd`` in the logged-in shell (a subshell, stdin from /dev/null).
 
         Returns CommandResult(transport="serial") with stdout, stderr and the exit status.
         Raises GuestTimeout (console tail attached; Ctrl-C is sent so the shell recovers),
-        GuestPanic if the kernel panicked meanwhile, GuestDied if QEMU exited.
+        GuestPanic if the kernel panicked meanwhile, GuestDied if QEMU exited (``alive``, called
+        every 0.5 s while waiting, may raise it before the console stream ends).
         """
         if not self.logged_in and cmd != "true":
             raise GuestError(f"{self.name}: run() before login()")
@@ -341,11 +346,13 @@ class SerialConsole:
                 f"cat {err}; rm -f {cleanup}; printf '%s %s\\n' {typed} $__sk\r")
         rx = (rf"{m}\r?\n(?P<out>.*?){m}\r?\n(?P<err>.*?){m} (?P<rc>\d+)\r?\n")
         start = time.monotonic()
+        if alive is not None:
+            alive()
         self.send(line)
         spawn = self._spawn
         assert spawn is not None
         try:
-            self.expect([rx], deadline, f"command {cmd!r}")
+            self.expect([rx], deadline, f"command {cmd!r}", alive)
         except GuestTimeout as exc:
             self.send("\x03")
             text = exc.evidence.get("console_tail", "")

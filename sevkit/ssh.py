@@ -172,10 +172,12 @@ class SshSession:
             raise GuestError(f"{self.name}: not connected")
         return self._client
 
-    def run(self, cmd: str, timeout: float | None = None) -> CommandResult:
+    def run(self, cmd: str, timeout: float | None = None, *, alive: Callable[[], None] | None = None) -> CommandResult:
         """Run ``cmd``; return CommandResult(transport="ssh") with stdout, stderr, exit status.
 
-        Raises GuestTimeout when the command does not finish within ``timeout`` (default 60 s).
+        Raises GuestTimeout when the command does not finish within ``timeout`` (default 60 s),
+        GuestError when the connection closes before an exit status arrives (never a made-up
+        status). ``alive`` is called about every 0.25 s while waiting and may raise (QEMU exited).
         """
         limit = 60.0 if timeout is None else timeout
         start = time.monotonic()
@@ -189,7 +191,11 @@ class SshSession:
             chan.shutdown_write()
             out, err = bytearray(), bytearray()
             deadline = Deadline(limit)
+            next_check = time.monotonic() + 0.25
             while True:
+                if alive is not None and time.monotonic() >= next_check:
+                    alive()
+                    next_check = time.monotonic() + 0.25
                 if chan.recv_ready():
                     out += chan.recv(65536)
                 elif chan.recv_stderr_ready():
@@ -202,6 +208,11 @@ class SshSession:
                                        evidence={"cmd": cmd, "stdout": out.decode(errors='replace')[-2000:]})
                 else:
                     time.sleep(0.01)
+            if chan.exit_status == -1:   # closed without "exit-status" (paramiko's -1 is no real status)
+                self._note(f"$ {cmd} -> channel closed without an exit status")
+                raise GuestError(f"{self.name}: channel closed while running {cmd!r} without an exit status "
+                                 "(connection lost, or the command was killed by a signal)",
+                                 evidence={"cmd": cmd, "stdout": out.decode(errors='replace')[-2000:]})
             rc = chan.recv_exit_status()
         except TimeoutError as exc:
             raise GuestTimeout(f"{self.name}: command {cmd!r}: channel timed out", evidence={"cmd": cmd}) from exc

@@ -35,6 +35,7 @@ from ..errors import (
     GuestPanic,
     GuestTimeout,
     LaunchError,
+    LaunchRefused,
     QmpError,
     SevkitError,
     StateError,
@@ -196,6 +197,8 @@ class GuestVM:
         QEMU's own message and the argv; on failure everything acquired is released.
         """
         self._require("launch", GuestState.CREATED)
+        if self.spec.check:
+            self._refuse_unrunnable()
         try:
             wiring, prepare = self._prepare()
             self.argv = build_argv(self.spec, wiring)
@@ -226,6 +229,18 @@ class GuestVM:
         except BaseException:
             self._post_shutdown()
             raise
+
+    def _refuse_unrunnable(self) -> None:
+        """Host facts a GuestSpec cannot know: a confidential guest needs KVM and the PSP device
+        QEMU's sev-guest opens (``sev-device``, default /dev/sev; sev-facts.md §5.1). Refused
+        before anything is created or started."""
+        if not self.spec.confidential:
+            return
+        missing = [dev for dev in ("/dev/kvm", "/dev/sev") if not Path(dev).exists()]
+        if missing:
+            raise LaunchRefused(f"{self.name} ({self.spec.kind}): {' and '.join(missing)} absent on this host; "
+                                "QEMU cannot start a confidential guest without them",
+                                evidence={"kind": self.spec.kind, "missing": missing})
 
     def expect_launch_failure(self, pattern: str) -> LaunchError:
         """Launch a guest that must be refused; return the LaunchError whose text matches ``pattern``.
@@ -280,9 +295,11 @@ class GuestVM:
         """Raise GuestDied (exit status, console and qemu.log tails) if QEMU has exited."""
         if self.proc is None or self.proc.poll() is None:
             return
+        if isinstance(self.broken, GuestDied):
+            raise self.broken              # told once; the same error every time after
         rc = self.proc.returncode
         how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
-        tail = self._console.tail(15) if self._console else ""
+        tail = self._console.tail(40) if self._console else ""   # a panic's trace is ~30 lines
         exc = GuestDied(f"{self.name}: QEMU exited while the guest was in use ({how})"
                         + (f"\n--- console tail ---\n{tail}" if tail else ""),
                         evidence={"returncode": rc, "console_tail": tail,
@@ -377,21 +394,46 @@ class GuestVM:
         return self._ssh
 
     def run(self, cmd: str, *, via: str = "ssh", timeout: float | None = None) -> CommandResult:
-        """Run ``cmd`` over ``via`` ("ssh" or "serial"). A dead QEMU becomes GuestDied."""
+        """Run ``cmd`` over ``via`` ("ssh" or "serial"). A dead QEMU becomes GuestDied (within about a
+        second of its exit); a guest already broken raises StateError caused by what broke it."""
+        if self.state is GuestState.BROKEN and self.broken is not None:
+            raise StateError(f"GuestVM({self.name}).run: guest is broken: {self.broken}",
+                             evidence=self.broken.evidence) from self.broken
         shell: SshSession | SerialConsole = self.ssh if via == "ssh" else self.console
         limit = self.timeouts.command if timeout is None else timeout
         try:
-            return shell.run(cmd, timeout=limit)
+            # check_alive while waiting: a guest that panics (panic=-1 + -no-reboot) or is killed
+            # ends the command within a second as GuestDied, not at its timeout
+            return shell.run(cmd, timeout=limit, alive=self.check_alive)
         except GuestPanic as exc:
             self._mark_broken(exc)
             raise
+        except GuestDied as exc:
+            if self._exited_soon() and isinstance(self.broken, GuestDied) and self.broken is not exc:
+                raise self.broken from exc    # the same death, told with QEMU's exit status
+            if self.broken is None:
+                self._mark_broken(exc)
+            raise
         except Exception as exc:  # any transport failure: GuestDied if QEMU is gone, else unchanged
-            if self.proc is not None and self.proc.poll() is not None:
+            if self._exited_soon(0.0 if isinstance(exc, GuestTimeout) else 2.0):
                 try:
                     self.check_alive()
                 except GuestDied as died:
                     raise died from exc
             raise
+
+    def _exited_soon(self, grace: float = 2.0) -> bool:
+        """True if QEMU has exited or exits within ``grace`` s (its sockets close just before it is
+        reaped, so a transport error can be seen a moment before the exit status)."""
+        if self.proc is None:
+            return False
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            return False
+        with contextlib.suppress(GuestDied):
+            self.check_alive()      # marks the guest broken with QEMU's exit status
+        return True
 
     def query(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
         """One QMP command on the running guest (QmpError carries QEMU's text; a dead QEMU is GuestDied)."""

@@ -28,6 +28,17 @@ QEMU_CGS = (6, 0)        # -machine confidential-guest-support= (older: memory-e
 QEMU_KERNEL_HASHES = (6, 2)
 QEMU_SNP = (9, 1)        # -object sev-snp-guest
 
+
+def panic_exits(append: str) -> str:
+    """``append`` with ``panic=-1`` added unless it already sets ``panic=``.
+
+    A panicked kernel then reboots at once, and QEMU, started with ``-no-reboot``, exits: the
+    next command fails with GuestDied within seconds instead of hanging until its timeout.
+    """
+    if re.search(r"(?:^|\s)panic=", append):
+        return append
+    return f"{append} panic=-1".strip()
+
 _FW_CFG_NAME = re.compile(r"^opt/[\w.,/-]+$")
 
 

@@ -66,14 +66,12 @@ def test_sev_status_msr(guest: GuestVM, probe: GuestProbe, artifacts: ArtifactDi
     if probe.sev_status is None:
         # An SEV guest kernel reads this MSR itself during boot: unreadable means broken.
         assert kind == "plain", f"{kind} guest cannot read SEV_STATUS: {probe.msr_error}"
-        # A plain guest's vCPU may not implement the MSR at all (rdmsr faults). That is
-        # consistent with "no SEV" only because CPUID agrees; say so, with the evidence.
-        assert probe.cpuid_eax_sev_bits == 0, (
-            f"plain guest: SEV_STATUS unreadable ({probe.msr_error}) and CPUID Fn8000_001F does not rule "
-            f"out SEV (EAX SEV bits {probe.cpuid_eax_sev_bits}): cannot conclude")
-        artifacts.write_text("verdict.txt", f"SEV_STATUS unreadable in the guest ({probe.msr_error}); the vCPU "
-                             "does not implement it, and CPUID Fn8000_001F shows no SEV: consistent with no SEV\n")
-        return
+        # A plain guest's vCPU may not implement the MSR at all (rdmsr faults): then there is
+        # no measurement, so no verdict; CPUID is judged by test_cpuid_8000001f, not here.
+        reason = (f"plain guest: SEV_STATUS (MSR 0xC0010131) unreadable ({probe.msr_error}); no measurement. "
+                  f"CPUID Fn8000_001F EAX SEV bits = {probe.cpuid_eax_sev_bits} (judged by test_cpuid_8000001f)")
+        artifacts.write_text("verdict.txt", reason + "\n")
+        pytest.skip(reason)
     artifacts.write_text("verdict.txt", f"SEV_STATUS = {probe.sev_status:#x}\n")
     want = EXPECTED_STATUS_LOW3[kind]
     assert probe.status_low3 == want, (

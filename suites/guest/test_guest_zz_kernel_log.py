@@ -1,5 +1,5 @@
-"""Runs after the other guest tests of each guest (module name sorts last): the guest kernel
-log stayed clean while the suite used it."""
+"""Runs last in the session (fixtures/guest.py moves it behind every suite that uses the shared
+guests): the guest kernel log stayed clean while the suites used it."""
 
 from __future__ import annotations
 
