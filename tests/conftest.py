@@ -19,6 +19,21 @@ if str(REPO) not in sys.path:
 pytest_plugins = ["pytester"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """As in the suite (fixtures/evidence.py): SIGTERM (a CI job cancelled) becomes KeyboardInterrupt,
+    so every teardown still runs and no QEMU a self-test started is left behind."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A real 16 MiB tmpfs, for dumps that must not fit (root only)."""

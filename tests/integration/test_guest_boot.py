@@ -1,8 +1,9 @@
 """Real guests under TCG on this machine: the sevkit image through OVMF with direct kernel boot.
 
 One plain guest is booted for the whole module (each OVMF boot costs ~22 s here, more when the
-machine is busy); the panic test boots a second, short-lived one. Launch refusals start no
-guest at all. At the end no QEMU started here may be left running.
+machine is busy) and ends with a kernel panic (sysrq); the kill test and the boot-panic test boot
+short-lived ones. Launch refusals start no guest at all. At the end no QEMU started here may be
+left running.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from sevkit.deadline import Deadline
 from sevkit.errors import GuestDied, GuestPanic, LaunchError, LaunchRefused, StateError
 from sevkit.evidence import ArtifactDir
 from sevkit.image import GuestImage, ensure_image
@@ -26,7 +30,7 @@ from sevkit.inguest import encryption_banner, run_probe
 from sevkit.qemu import reaper
 from sevkit.qemu.firmware import find_pflash
 from sevkit.qemu.machine import GuestAccess, GuestState, GuestVM
-from sevkit.qemu.spec import Firmware, GuestSpec
+from sevkit.qemu.spec import Firmware, GuestSpec, panic_exits
 
 pytestmark = pytest.mark.qemu
 QEMU = shutil.which("qemu-system-x86_64")
@@ -67,7 +71,7 @@ def access_and_cfg(run_root: Path) -> tuple[GuestAccess, tuple[tuple[str, Path],
 
 def _spec(image: GuestImage, firmware: Firmware, fw_cfg: tuple[tuple[str, Path], ...], **kw: object) -> GuestSpec:
     base: dict[str, object] = dict(kind="plain", name="it-plain", firmware=firmware, kernel=image.kernel,
-                                   initrd=image.initrd, append=image.append, disk=image.disk,
+                                   initrd=image.initrd, append=panic_exits(image.append), disk=image.disk,
                                    disk_format=image.disk_format, fw_cfg=fw_cfg)
     base.update(kw)
     return GuestSpec(**base)  # type: ignore[arg-type]
@@ -131,15 +135,49 @@ def test_wrong_state_calls(plain: GuestVM, run_root: Path, tmp_path: Path) -> No
         fresh.login()
 
 
-def test_killed_qemu_is_guest_died(plain: GuestVM) -> None:
-    """Runs last on the shared guest: QEMU killed mid-test gives a clear GuestDied, not a hang."""
-    assert plain.pid is not None
-    os.kill(plain.pid, signal.SIGKILL)
-    time.sleep(0.5)
-    with pytest.raises(GuestDied, match="SIGKILL"):
-        plain.run("true", via="ssh", timeout=20)
-    with pytest.raises((GuestDied, StateError)):
+def test_panic_in_running_guest_is_guest_died_within_seconds(plain: GuestVM) -> None:
+    """LAST use of the shared guest. A kernel panic mid-test (sysrq crash) ends the next command
+    within seconds as GuestDied with the panic on the console tail: panic=-1 reboots the kernel at
+    once and QEMU, started with -no-reboot, exits. Without panic=-1 this is a 60 s timeout."""
+    assert "panic=-1" in plain.spec.append and "-no-reboot" in plain.argv
+    plain.run("echo 1 > /proc/sys/kernel/sysrq && "
+              "nohup sh -c 'sleep 1; echo c > /proc/sysrq-trigger' >/dev/null 2>&1 &", via="ssh").check()
+    start = time.monotonic()
+    with pytest.raises((GuestDied, GuestPanic)) as info:
+        plain.run("sleep 50", via="ssh", timeout=60)
+    took = time.monotonic() - start
+    tail = info.value.evidence["console_tail"]
+    assert "Kernel panic" in tail or "sysrq" in tail, tail
+    assert took < 15, f"the panic took {took:.1f}s to end the command (1 s of it is the trigger's sleep)"
+    print(f"panic -> error: {took:.1f}s after the trigger (which sleeps 1 s)")
+    assert plain.state is GuestState.BROKEN
+    with pytest.raises(StateError) as later:
         plain.run("true", via="serial", timeout=20)
+    assert isinstance(later.value.__cause__, (GuestDied, GuestPanic))
+
+
+def test_killed_qemu_is_guest_died(image: GuestImage, firmware: Firmware, run_root: Path, tmp_path: Path,
+                                   access_and_cfg: tuple[GuestAccess, tuple[tuple[str, Path], ...]]) -> None:
+    """QEMU killed mid-test: the first command gives a clear GuestDied naming the signal, not a
+    hang; every later one is a StateError caused by that GuestDied. The run folder (sockets,
+    overlay, VARS copy) is gone after shutdown()."""
+    access, fw_cfg = access_and_cfg
+    vm = GuestVM(_spec(image, firmware, fw_cfg, name="it-victim"), evidence=ArtifactDir(tmp_path),
+                 run_root=run_root, access=access)
+    with vm:
+        vm.boot()
+        run_dir = vm.run_dir
+        assert run_dir is not None and (run_dir / "overlay.qcow2").is_file() and (run_dir / "OVMF_VARS.fd").is_file()
+        assert vm.pid is not None
+        os.kill(vm.pid, signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(GuestDied, match="SIGKILL") as first:
+            vm.run("true", via="serial", timeout=20)
+        assert time.monotonic() - start < 5
+        with pytest.raises(StateError) as later:
+            vm.run("true", via="ssh", timeout=20)
+        assert later.value.__cause__ is first.value
+    assert not run_dir.exists(), f"shutdown() left {sorted(p.name for p in run_dir.iterdir())}"
 
 
 def test_kernel_panic_detected_within_seconds(image: GuestImage, firmware: Firmware, run_root: Path,
@@ -161,12 +199,27 @@ def test_kernel_panic_detected_within_seconds(image: GuestImage, firmware: Firmw
     assert vm.proc.poll() is not None
 
 
-def test_sev_refused_before_qemu_starts(image: GuestImage, firmware: Firmware, run_root: Path) -> None:
+def test_sev_refused_before_qemu_starts(image: GuestImage, firmware: Firmware, run_root: Path,
+                                       tmp_path: Path) -> None:
+    """SEV under TCG is refused when the spec is made; SEV under KVM on a host without /dev/sev is
+    refused by launch(): either way no QEMU process is spawned and no run folder is created."""
     before = reaper.running_from(run_root)
     with pytest.raises(LaunchRefused, match="TCG cannot run confidential guests"):
         GuestSpec(kind="sev", accel="tcg", firmware=firmware, kernel=image.kernel, disk=image.disk,
                   cbitpos=51, reduced_phys_bits=1)
+    if Path("/dev/sev").exists():
+        pytest.skip("this host has /dev/sev: launch() would start QEMU (the refusal path needs a host without it)")
+    spec = GuestSpec(kind="sev", name="it-sev-refused", accel="kvm", firmware=firmware, kernel=image.kernel,
+                     initrd=image.initrd, append=image.append, cbitpos=51, reduced_phys_bits=1)
+    folders = set(run_root.iterdir())
+    vm = GuestVM(spec, evidence=ArtifactDir(tmp_path), run_root=run_root)
+    with pytest.raises(LaunchRefused, match="/dev/sev"):
+        vm.launch()
+    assert vm.proc is None and vm.pid is None and vm.run_dir is None and not vm.argv
+    assert set(run_root.iterdir()) == folders, "launch() created a run folder before refusing"
+    assert not list(run_root.glob("it-sev-refused-*/qemu.pid"))
     assert reaper.running_from(run_root) == before
+    assert vm.state is GuestState.CREATED
 
 
 @pytest.mark.parametrize(("kind", "pattern"), [
@@ -187,3 +240,55 @@ def test_qemu_own_refusal_surfaced(kind: str, pattern: str, image: GuestImage, r
     assert info.value.evidence["argv"][0].endswith("qemu-system-x86_64")
     assert (tmp_path / "run.sh").is_file()
     assert vm.state is GuestState.STOPPED and vm.run_dir is None
+
+
+def _qemu_pids_under(path: Path) -> list[int]:
+    """Live qemu-system processes whose command line mentions ``path`` (only ones this test started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            status = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        needle = str(path).encode()
+        if status != "Z" and b"qemu-system" in os.path.basename(args[0]) and any(needle in a for a in args):
+            found.append(int(entry.name))
+    return found
+
+
+def test_sigterm_stops_the_suites_qemu(tmp_path: Path) -> None:
+    """A suite run cancelled with SIGTERM while its guest boots still stops that guest's QEMU:
+    fixtures/evidence.py turns SIGTERM into KeyboardInterrupt, so the GuestVM and pool teardowns run."""
+    repo = Path(__file__).resolve().parents[2]
+    # the run's guest folders (mkdtemp honours TMPDIR); short, for QEMU's 108-byte socket paths
+    private = Path(tempfile.mkdtemp(prefix="sk-term-", dir="/tmp"))
+    env = {**os.environ, "TMPDIR": str(private)}
+    cmd = [sys.executable, "-m", "pytest", "suites/guest", "-k", "plain and banner", "-q", "-p", "no:cacheprovider",
+           f"--sev-report-dir={tmp_path / 'reports'}"]
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait = Deadline(180)
+        while not _qemu_pids_under(private):
+            assert proc.poll() is None, f"pytest exited before QEMU started: {proc.stdout.read()!r}"  # type: ignore[union-attr]
+            assert not wait.expired, "no QEMU from the suite run appeared within 180 s"
+            time.sleep(0.2)
+        time.sleep(3)                    # QEMU is up and the suite is waiting for the guest
+        assert _qemu_pids_under(private), "QEMU exited on its own before SIGTERM"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        text = out.decode(errors="replace")
+        left = _qemu_pids_under(private)
+        assert not left, f"QEMU {left} left running after SIGTERM; pytest said:\n{text[-2000:]}"
+        assert proc.returncode != 0, text[-2000:]
+        assert not list(private.glob("sevkit-*")), "the run's private folder was not removed"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        for pid in _qemu_pids_under(private):     # only QEMUs this test's run started
+            os.killpg(pid, signal.SIGKILL)
+        shutil.rmtree(private, ignore_errors=True)
