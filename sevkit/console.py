@@ -47,6 +47,8 @@ BOOT_FAILURES: tuple[tuple[str, str], ...] = (
     ("no bootable device", r"No bootable device[^\r\n]*"),
 )
 
+_PANIC_LINE = re.compile(BOOT_FAILURES[0][1].encode())
+
 # labgrid's pool: no R, I or D, so a marker never spells ERROR or DEBUG.
 _MARKER_POOL = "ABCEFGHJKLMNOPQSTUVWXYZ"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -58,7 +60,8 @@ class ConsoleDrain:
     """Reads a connected socket until EOF: every byte goes to ``console.log`` and a buffer.
 
     ``read(size, timeout)`` hands buffered bytes to pexpect; ``failure`` holds the first boot
-    failure seen (name, matched text) while ``armed``.
+    failure seen (name, matched text) while ``armed``; ``panic_seen_at`` when a kernel panic line
+    first arrived (always watched: it only times, it never fails anything).
     """
 
     def __init__(self, sock: socket.socket, log_path: Path, *, name: str = "console",
@@ -73,6 +76,7 @@ class ConsoleDrain:
         self._scan_from = 0
         self.armed = True
         self.failure: tuple[str, str] | None = None
+        self.panic_seen_at: float | None = None   # monotonic time the first panic line arrived
         self.bytes_read = 0
         self._thread = threading.Thread(target=self._run, name=f"{name}-drain", daemon=True)
         self._thread.start()
@@ -105,15 +109,17 @@ class ConsoleDrain:
                 self._cv.notify_all()
 
     def _check_failures(self) -> None:
+        window = bytes(self._history[max(0, self._scan_from - 512):])
+        self._scan_from = len(self._history)
+        if self.panic_seen_at is None and _PANIC_LINE.search(window):
+            self.panic_seen_at = time.monotonic()   # when it arrived, armed or not (latency evidence)
         if not self.armed or self.failure is not None:
             return
-        window = bytes(self._history[max(0, self._scan_from - 512):])
         for name, rx in self._watch:
             m = rx.search(window)
             if m:
                 self.failure = (name, m.group(0).decode(errors="replace"))
                 return
-        self._scan_from = len(self._history)
 
     def read(self, size: int, timeout: float | None) -> bytes:
         """Up to ``size`` buffered bytes; b"" after ``timeout``; raises pexpect.EOF at end of stream."""

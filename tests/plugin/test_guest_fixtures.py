@@ -105,6 +105,8 @@ def test_pool_launches_snp_with_kernel_hashes_when_the_firmware_has_them(tmp_pat
     pool = _snp_pool(tmp_path, monkeypatch, fw, probed=(inspect_firmware(fw),))
     spec = pool.spec("sev-snp")
     assert spec.kernel_hashes and spec.firmware.image == fw
+    # a panic mid-test exits QEMU (-no-reboot) at once; the measured command line includes it
+    assert spec.append == "console=ttyS0 panic=-1"
     assert pool.measured_boot["sev-snp"].source == "host probe"
     vm = pool.new_vm(spec)
     rec = json.loads((vm.evidence.path / "measured-boot.json").read_text())
@@ -124,6 +126,7 @@ def test_pool_launches_snp_without_kernel_hashes_and_records_why(tmp_path: Path,
         assert rec["firmware"] == str(fw) and rec["source"] == "parsed"
     pool = _snp_pool(tmp_path, monkeypatch, craft_ovmf(tmp_path / "ok.fd"), kernel=False)
     assert not pool.spec("sev-snp").kernel_hashes
+    assert pool.spec("sev-snp").append == ""      # boots from disk: no kernel command line to extend
     assert "boots from disk" in pool.measured_boot["sev-snp"].why
 
 

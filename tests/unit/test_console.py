@@ -152,3 +152,31 @@ def test_long_and_multiline_commands(shell: tuple[SerialConsole, FakeSerialGuest
     r = con.run("for i in 1 2 3\ndo echo line$i\ndone\nexit 4", timeout=20)
     assert (r.stdout, r.exit_status) == ("line1\nline2\nline3\n", 4)
     assert con.run(f"ls {con.tmpdir}/.sevkit-cmd.* 2>/dev/null | wc -l", timeout=10).stdout.strip() == "0"
+
+
+def test_alive_check_ends_a_waiting_command(shell: tuple[SerialConsole, FakeSerialGuest]) -> None:
+    """``alive`` (GuestVM passes check_alive) is polled while a command waits: a QEMU that exited
+    without closing the stream ends the command in about a second, not at its timeout."""
+    con, _ = shell
+    dead_at = time.monotonic() + 1.0
+
+    def alive() -> None:
+        if time.monotonic() >= dead_at:
+            raise GuestDied("QEMU exited (test)")
+
+    start = time.monotonic()
+    with pytest.raises(GuestDied, match="QEMU exited"):
+        con.run("sleep 30", timeout=25, alive=alive)
+    assert time.monotonic() - start < 3
+
+
+def test_panic_line_time_is_recorded_after_login(shell: tuple[SerialConsole, FakeSerialGuest]) -> None:
+    """After login failures are no longer raised from console text, but the panic line's arrival
+    is still timed (evidence for how fast a panic became an error)."""
+    con, _ = shell
+    assert con.drain.panic_seen_at is None
+    before = time.monotonic()
+    assert con.run("echo 'Kernel panic - not'' syncing: test'", timeout=10).ok
+    seen = con.drain.panic_seen_at
+    assert seen is not None and before <= seen <= time.monotonic()
+    assert con.drain.failure is None
