@@ -22,16 +22,9 @@ pytest_plugins = ["pytester"]
 def pytest_configure(config: pytest.Config) -> None:
     """As in the suite (fixtures/evidence.py): SIGTERM (a CI job cancelled) becomes KeyboardInterrupt,
     so every teardown still runs and no QEMU a self-test started is left behind."""
-    import signal
-    import threading
+    from sevkit.signals import install_sigterm_as_interrupt
 
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
+    install_sigterm_as_interrupt()
 
 
 @pytest.fixture

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 
 from ..image import DEFAULT_MIRROR, DEFAULT_SUITE, GuestImage, Recipe, default_store, ensure_image, find_image, prune
 from ..image.recipe import KNOWN_SUITES
+from ..signals import sigterm_as_interrupt
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,17 +43,6 @@ def _describe(image: GuestImage) -> None:
     print(f"  append {image.append}", file=sys.stderr)
 
 
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (a CI timeout, ``kill``) unwinds like Ctrl-C, so the build stops debootstrap and removes
-    its temporary folder instead of leaving both behind."""
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -64,7 +50,7 @@ def _build(args: argparse.Namespace) -> int:
     started = time.monotonic()
     cached = find_image(recipe=recipe, cache_dir=args.out)
     if cached is None:
-        with _sigterm_interrupts():
+        with sigterm_as_interrupt():
             image = ensure_image(recipe=recipe, cache_dir=args.out, progress=_progress)
     else:
         image = cached

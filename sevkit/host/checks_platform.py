@@ -9,8 +9,8 @@ import re
 import struct
 from typing import Any
 
+from ..logs.dmesg import HostDmesg, parse_host_dmesg
 from . import cpu
-from .dmesg_facts import DmesgFacts, ParserUnavailable, host_dmesg_facts
 from .grader import Grader, Meta, Outcome, ev
 from .rawinputs import ACCESS_ERRNOS, Unreadable
 
@@ -43,10 +43,7 @@ def run(g: Grader) -> None:
     # Parse the kernel log first: firmware checks below consult it (INIT failures).
     log = raw.section("dmesg")
     if "text" in log:
-        try:
-            g.facts["dmesg"] = host_dmesg_facts(str(log["text"]))
-        except ParserUnavailable as exc:
-            g.facts["dmesg_error"] = str(exc)
+        g.facts["dmesg"] = parse_host_dmesg(str(log["text"]))
 
     # -- KVM --------------------------------------------------------------------------------
     def kvm_dev() -> Outcome:
@@ -165,7 +162,7 @@ def run(g: Grader) -> None:
 
     def dmesg_init_failed() -> bool:
         f = g.facts.get("dmesg")
-        return isinstance(f, DmesgFacts) and any("INIT" in e.upper() for e in f.errors)
+        return isinstance(f, HostDmesg) and any("INIT" in e.upper() for e in f.errors)
 
     def sev_init() -> Outcome:
         st = g.facts["sev_status"]
@@ -309,13 +306,11 @@ def run(g: Grader) -> None:
                            [ev("dmesg attempts", d.get("attempts")), ev("kernel.dmesg_restrict", restrict)],
                            "run as root or set kernel.dmesg_restrict=0; journalctl -k -b also works")
         e = [ev("kernel log source", d.get("source"))]
-        if "dmesg_error" in g.facts:
-            return Outcome("error", g.facts["dmesg_error"], e, "install a sevkit with sevkit.logs (sevkit analyze)")
         return Outcome("pass", f"kernel log read via {d.get('source')}", e)
     g.add(Meta("dmesg.readable", "Kernel log readable and parsed", None, (), (), "sev-facts §3"), dmesg_read)
 
-    def facts() -> DmesgFacts:
-        f: DmesgFacts = g.facts["dmesg"]
+    def facts() -> HostDmesg:
+        f: HostDmesg = g.facts["dmesg"]
         return f
 
     def lines(*words: str) -> list[str]:
