@@ -7,7 +7,8 @@
 * bare: the fixture guest's own argv (its ``qemu.argv.json``) and prepare steps (its ``run.sh``),
   with a fresh run folder, fresh credentials and a fresh forwarded port, without ``-S`` (no QMP
   client, console unread), then a paramiko loop (SshSession's per-try limits and pause) until
-  a real handshake plus ``true`` succeeds. Timed from credential generation (the fixture's ``get`` makes them too) to that command's exit.
+  a real handshake plus ``true`` succeeds. Timed from credential generation (the fixture's
+  ``get`` makes them too) to that command's exit.
 
 Round i runs fixture then bare when i is even, bare then fixture when odd. ``SEVKIT_BENCH_BOOTS``
 (default 3) boots per arm; medians are compared. Target: ``ratio`` = fixture / bare <= 1.10.
