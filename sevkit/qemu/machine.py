@@ -393,6 +393,17 @@ class GuestVM:
             raise StateError(f"GuestVM({self.name}).ssh requires SSH_READY, state is {self.state.name}")
         return self._ssh
 
+    @property
+    def has_ssh(self) -> bool:
+        return self._ssh is not None
+
+    def shell(self, via: str) -> GuestShell:
+        """A ``sevkit.results.Shell`` over ``via`` ("ssh" or "serial") that goes through ``run()``,
+        so callers get the same GuestDied/StateError handling as every other guest command."""
+        if via not in ("ssh", "serial"):
+            raise StateError(f"GuestVM({self.name}).shell: unknown transport {via!r} (ssh or serial)")
+        return GuestShell(self, via)
+
     def run(self, cmd: str, *, via: str = "ssh", timeout: float | None = None) -> CommandResult:
         """Run ``cmd`` over ``via`` ("ssh" or "serial"). A dead QEMU becomes GuestDied (within about a
         second of its exit); a guest already broken raises StateError caused by what broke it."""
@@ -527,3 +538,14 @@ class GuestVM:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+class GuestShell:
+    """One transport of a GuestVM as a ``Shell`` (what in-guest checks, planters and fetchers take)."""
+
+    def __init__(self, vm: GuestVM, via: str) -> None:
+        self.vm = vm
+        self.via = via
+
+    def run(self, cmd: str, timeout: float | None = None) -> CommandResult:
+        return self.vm.run(cmd, via=self.via, timeout=timeout)

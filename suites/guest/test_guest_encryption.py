@@ -27,7 +27,7 @@ _PROBES: dict[tuple[str, str], GuestProbe] = {}
 
 
 def _transport(shell: Any) -> str:
-    return "serial" if type(shell).__name__ == "SerialConsole" else "ssh"
+    return str(shell.via)
 
 
 @pytest.fixture
