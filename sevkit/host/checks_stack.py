@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 
+from ..versions import version_tuple
 from .grader import Grader, Meta, Outcome, ev
-from .identity import kernel_version, ovmf_images, qemu_info
+from .identity import ovmf_images, qemu_info
 from .ovmf import SNP_SECTIONS, OvmfImage, ParserUnavailable, inspect_all
 from .rawinputs import Unreadable
 from .report import Evidence
@@ -53,12 +54,12 @@ def run(g: Grader) -> None:
 
     def kernel() -> Outcome:
         rel = raw.kernel_release
-        return Outcome("pass", f"Linux {rel}", [ev("uname -r", rel), ev("parsed", list(kernel_version(rel)))])
+        return Outcome("pass", f"Linux {rel}", [ev("uname -r", rel), ev("parsed", list(version_tuple(rel)))])
     g.add(Meta("host.kernel", "Kernel version", None, (), (), "sev-facts §11.1"), kernel)
 
     def snp_kernel() -> Outcome:
         rel = raw.kernel_release
-        v = kernel_version(rel)
+        v = version_tuple(rel)
         e = [ev("uname -r", rel)]
         if v >= (6, 11):
             return Outcome("pass", f"kernel {rel} >= 6.11 (SNP host in KVM)", e)

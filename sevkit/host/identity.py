@@ -10,11 +10,6 @@ from .rawinputs import RawInputs, Unreadable
 from .report import QemuInfo
 
 
-def kernel_version(release: str) -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", release)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-
-
 def qemu_info(raw: RawInputs) -> QemuInfo | None:
     q = raw.section("qemu")
     if "path" not in q:

@@ -6,8 +6,9 @@
 ``ensure_image()`` returns the cached image, building it on a miss; ``find_image()`` never builds.
 """
 
+from ..versions import version_tuple
 from .recipe import DEFAULT_MIRROR, DEFAULT_SUITE, MIN_KERNEL_FOR_TSM, Recipe
-from .spec import DEFAULT_APPEND, GuestImage, kernel_version_of, load_image_spec, version_tuple
+from .spec import DEFAULT_APPEND, GuestImage, kernel_version_of, load_image_spec
 from .store import default_store, ensure_image, find_image, prune
 
 __all__ = [

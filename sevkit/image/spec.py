@@ -105,15 +105,6 @@ def kernel_version_of(path: Path) -> str:
     return raw.decode("ascii", "replace").split(" ", 1)[0]
 
 
-def version_tuple(release: str) -> tuple[int, ...]:
-    """``6.12.117+deb13-amd64`` -> (6, 12, 117); unparsable parts end the tuple."""
-    out: list[int] = []
-    for part in release.split("-", 1)[0].split("+", 1)[0].split("."):
-        if not part.isdigit():
-            break
-        out.append(int(part))
-    return tuple(out)
-
 
 # -- manifest ------------------------------------------------------------------------------------------
 

@@ -27,9 +27,10 @@ from pathlib import Path
 
 from ..deadline import Deadline
 from ..errors import ImageError, InputError
+from ..versions import version_tuple
 from .build import Builder, Progress, preflight, remove_tree
 from .recipe import DEFAULT_MIRROR, DEFAULT_SUITE, KNOWN_SUITES, MIN_KERNEL_FOR_TSM, Recipe
-from .spec import MANIFEST_NAME, GuestImage, load_image_spec, version_tuple, write_manifest
+from .spec import MANIFEST_NAME, GuestImage, load_image_spec, write_manifest
 
 LOCK_WAIT_S = 3600.0      # a whole cold build by another process, with margin
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}-[0-9a-f]{16}$")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import DumpError, SevkitError
+from ..versions import version_tuple
 from .scan import STREAM_CHUNK, Hit, ScanResult, StreamScanner, scan_file
 
 MiB = 1 << 20
@@ -481,18 +482,13 @@ def merge_results(parts: Sequence[ScanResult]) -> ScanResult:
                       notes=[n for p in parts for n in p.notes])
 
 
-def kernel_version(release: str) -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", release)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-
-
 def private_memory_view(kind: str, host_kernel_release: str) -> tuple[bool, str]:
     """Can the host read private guest memory (as ciphertext) at all?
 
     SEV/SEV-ES: yes, the pages are in QEMU's mapping, encrypted. SEV-SNP on a guest_memfd host
     (kernel >= 6.11): no, private pages are not mapped into QEMU (sev-facts §8.7).
     """
-    if kind == "sev-snp" and kernel_version(host_kernel_release) >= GUEST_MEMFD_KERNEL:
+    if kind == "sev-snp" and version_tuple(host_kernel_release) >= GUEST_MEMFD_KERNEL:
         return False, (f"SEV-SNP on host kernel {host_kernel_release}: private pages live in guest_memfd, "
                        "which QEMU does not map; only the shared view was read")
     return True, ""
