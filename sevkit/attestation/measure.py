@@ -57,8 +57,11 @@ class LaunchInputs:
 def expected_measurement(inp: LaunchInputs) -> bytes:
     """48-byte SNP launch digest (SEV/SEV-ES: 32-byte GCTX.LD). Raises MeasurementError."""
     from sevsnpmeasure import guest, vcpu_types
-    from sevsnpmeasure.sev_mode import SevMode
-    from sevsnpmeasure.vmm_types import VMMType
+
+    # The enums guest.py itself compares against: if sevsnpmeasure's modules were ever re-imported
+    # (pytester restores sys.modules), a separately imported SevMode would be a different class and
+    # calc_launch_digest would answer "unknown mode".
+    SevMode, VMMType = guest.SevMode, guest.VMMType
 
     evidence = {"mode": inp.mode, "ovmf": str(inp.ovmf), "kernel": str(inp.kernel), "initrd": str(inp.initrd),
                 "append": inp.append, "vcpus": inp.vcpus, "vcpu_type": inp.vcpu_type,
