@@ -1,6 +1,6 @@
 """The named time budgets (seconds). fixtures/options.py lets pytest.ini or the command line override them.
 
-Defaults are about 5x what was measured under TCG on a 2-core machine (shared/docs/qemu-tcg-notes.md):
+Defaults are about 5x what was measured under TCG on a 2-core machine (boot times in README.md, "Guest images"):
 a slow lab or software emulation raises them, it never needs to edit code.
 """
 

@@ -11,12 +11,33 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REALDATA = REPO.parent / "shared" / "realdata"
+REALDATA = REPO / "tests" / "data" / "realdata"
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 pytest_plugins = ["pytester"]
+
+# A user's clone has nothing beside it: every file a self-test reads must ship in the repository.
+# This audit hook records any open() of a path in the clone's parent folder but outside the clone
+# (a sibling folder of captures, say); tests/unit/test_self_contained.py fails the run if one was seen.
+OUTSIDE_OPENS: list[str] = []
+_PARENT = str(REPO.parent) + os.sep
+_INSIDE = str(REPO) + os.sep
+
+
+def _audit_outside_opens(event: str, args: tuple[object, ...]) -> None:
+    if event != "open" or not args or not isinstance(args[0], str | bytes | os.PathLike):
+        return
+    try:
+        path = os.path.abspath(os.fsdecode(args[0]))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return
+    if path.startswith(_PARENT) and not (path + os.sep).startswith(_INSIDE):
+        OUTSIDE_OPENS.append(path)
+
+
+sys.addaudithook(_audit_outside_opens)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -25,6 +46,15 @@ def pytest_configure(config: pytest.Config) -> None:
     from sevkit.signals import install_sigterm_as_interrupt
 
     install_sigterm_as_interrupt()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the whole run when any test opened a file beside the clone (the data must ship inside)."""
+    if OUTSIDE_OPENS:
+        seen = sorted(set(OUTSIDE_OPENS))[:5]
+        session.config.get_terminal_writer().line(
+            f"sevkit self-tests: read files outside the clone (ship them in tests/data): {seen}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
-"""The SNP ATTESTATION_REPORT layout as data (SNP ABI 56860, shared/docs/sev-facts.md §6.1).
+"""The SNP ATTESTATION_REPORT layout as data (AMD SEV-SNP ABI specification 56860, table "ATTESTATION_REPORT").
 
 One row per field: name, offset, size, kind and the first report version that defines it.
 The parser (report.py) walks this table; nothing else in sevkit hard-codes an offset of the
 report body. Offsets were cross-checked against google/go-sev-guest abi/abi.go and virtee/sev
-src/firmware/guest/types/snp.rs (see shared/realdata/PROVENANCE.md).
+src/firmware/guest/types/snp.rs (see tests/data/realdata/PROVENANCE.md).
 
 Version 4 is refused: its layout is not documented in the sources we read (virtee parses it
 like 3, sev-facts §12 item 8 lists it as unverified), and guessing a layout is how a verifier

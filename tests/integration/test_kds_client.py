@@ -1,6 +1,6 @@
 """The KDS client, for real, against a small KDS on 127.0.0.1 (stdlib http.server in a thread).
 
-The server indexes the real VCEKs from shared/realdata by what the CERTIFICATES say (productName,
+The server indexes the real VCEKs from tests/data/realdata by what the CERTIFICATES say (productName,
 hwID, SPL extensions) and serves them at AMD's KDS paths; the client builds its URL from the
 REPORT (CHIP_ID, REPORTED_TCB). A match therefore cross-checks the two. It also answers 404, 429
 (with Retry-After, then success), 500 and 503. Nothing here contacts the internet.
@@ -25,7 +25,7 @@ from sevkit.attestation.kds import KdsClient, cache_name, obtain_vcek, vcek_path
 from sevkit.cli import main
 from sevkit.errors import KdsError
 
-REALDATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata" / "attestation"
+REALDATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "realdata" / "attestation"
 VCEKS = ["virtee-sev/vcek_milan.der", "go-sev-guest/vcek.testcer", "constellation/vcek.cert",
          "trustee/test-vcek.der", "trustee/e2e-evidence.vcek.derived.der", "oak/cb_vcek.extracted.der",
          "oak/milan_oc_release_vcek.extracted.der", "oak/milan_rk_release_vcek.extracted.der",
@@ -46,7 +46,7 @@ REPORTS = {  # VCEK-signed real reports -> (their VCEK, product)
 def _read(rel: str) -> bytes:
     p = REALDATA / rel
     if not p.is_file():
-        pytest.fail(f"real attestation data missing at {p.resolve()} (expected <repo>/../shared/realdata)")
+        pytest.fail(f"real attestation data missing at {p.resolve()} (expected tests/data/realdata in the clone)")
     return p.read_bytes()
 
 

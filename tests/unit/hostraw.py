@@ -1,7 +1,7 @@
 """Builders of RawInputs for grader self-tests.
 
 SYNTHETIC: ``make_raw`` assembles collector-shaped data from explicit values. Tests that use
-real captures (shared/realdata) pass the capture's own text or registers in, and say which
+real captures (tests/data/realdata) pass the capture's own text or registers in, and say which
 values come from the capture and which are synthetic filler.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 from sevkit.host import RawInputs
 from sevkit.host.collector import SCHEMA
 
-REALDATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata"
+REALDATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "realdata"
 
 GENOA = 0x00A10F11   # family 19h model 11h stepping 1
 MILAN = 0x00A00F11   # family 19h model 01h stepping 1
@@ -29,8 +29,8 @@ TURIN = 0x00B00F21   # family 1Ah model 02h stepping 1
 
 def realdata(rel: str) -> str:
     path = REALDATA / rel
-    if not path.is_file():  # fail loudly: the shared captures must be beside the repo
-        raise FileNotFoundError(f"real capture missing: {path} (shared/realdata must sit beside the repo)")
+    if not path.is_file():  # fail loudly: the captures ship in tests/data/realdata
+        raise FileNotFoundError(f"real capture missing: {path} (tests/data/realdata)")
     return path.read_text(encoding="utf-8", errors="replace")
 
 

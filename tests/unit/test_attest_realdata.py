@@ -1,4 +1,4 @@
-"""Every real report in shared/realdata/attestation verifies with its own certificate and chain,
+"""Every real report in tests/data/realdata/attestation verifies with its own certificate and chain,
 with the fields PROVENANCE.md states, and fails under every other signing certificate.
 
 Also the table other attestation self-tests import (REALDATA, PAIRS, SIGNERS).
@@ -17,14 +17,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sevkit.attestation import attest, load_certificates, load_report, split_leaf, verify_report
 from sevkit.attestation.certs import chain_from_certs, common_name
 
-REALDATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata"
+REALDATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "realdata"
 ATT = REALDATA / "attestation"
 
 
 def require_realdata() -> Path:
     """Fail loudly (never skip) when the real captures are not beside the repo."""
     if not (ATT / "virtee-sev" / "report_milan.bin").is_file():
-        pytest.fail(f"real attestation data missing at {ATT.resolve()} (expected <repo>/../shared/realdata)")
+        pytest.fail(f"real attestation data missing at {ATT.resolve()} (expected tests/data/realdata in the clone)")
     return ATT
 
 
@@ -47,7 +47,7 @@ class Pair:
     at: dt.datetime | None = None
 
 
-# From shared/realdata/PROVENANCE.md, "Attestation test vectors".
+# From tests/data/realdata/PROVENANCE.md, "Attestation test vectors".
 PAIRS = [
     Pair("virtee-sev/report_milan.bin", "virtee-sev/vcek_milan.der", "virtee-sev/cert_chain_milan",
          "Milan", 2, "VCEK", "1.52.4", (3, 0, 8, 115)),

@@ -15,14 +15,14 @@ import pytest
 from sevkit.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-REALDATA = REPO / ".." / "shared" / "realdata"
+REALDATA = REPO / "tests" / "data" / "realdata"
 GOOD_HOST = "dmesg-host/amdsev-176_snp-init-fail-0x3_sev-init-fail-0x1_api-1.51-build-3.txt"
 
 
 def realdata(rel: str) -> Path:
     p = REALDATA / rel
     if not p.is_file():
-        pytest.fail(f"real capture missing: {p.resolve()} (expected <repo>/../shared/realdata)")
+        pytest.fail(f"real capture missing: {p.resolve()} (expected tests/data/realdata in the clone)")
     return p
 
 

@@ -1,6 +1,6 @@
 """The pure grader: RawInputs -> HostReport, on real captures where they exist.
 
-Real captures come from shared/realdata (PROVENANCE.md states the conclusion asserted here).
+Real captures come from tests/data/realdata (PROVENANCE.md states the conclusion asserted here).
 Values a capture does not contain are synthetic filler from hostraw.make_raw, named as such.
 """
 

@@ -1,4 +1,4 @@
-"""The grader against more real captures (shared/realdata; PROVENANCE.md states each conclusion).
+"""The grader against more real captures (tests/data/realdata; PROVENANCE.md states each conclusion).
 
 Every host dmesg capture is graded as a live log would be; CPUID/TCB values printed by sevctl or
 snphost are rebuilt into registers (the surrounding RawInputs are SYNTHETIC filler, see hostraw).
@@ -19,7 +19,7 @@ NAPLES = 0x00800F12   # family 17h model 01h
 
 
 def test_realdata_present() -> None:
-    assert len(HOST_DMESG) >= 20, f"shared/realdata/dmesg-host missing or incomplete at {REALDATA}"
+    assert len(HOST_DMESG) >= 20, f"tests/data/realdata/dmesg-host missing or incomplete at {REALDATA}"
 
 
 @pytest.mark.parametrize("name", HOST_DMESG)

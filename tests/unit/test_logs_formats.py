@@ -1,6 +1,6 @@
 """Every kernel/tool format the parsers claim to read, one line each.
 
-These lines are built from the format strings in shared/docs/sev-facts.md §3 (kernel
+These lines are built from the kernel's format strings (the project's sev-facts notes, §3:
 `pr_*`/`dev_*` formats filled with example values). They are NOT captures from a machine:
 the real captures are tested in test_logs_realdata.py.
 """

@@ -1,4 +1,4 @@
-"""Every real capture in shared/realdata that `sevkit analyze` reads gives the conclusion that
+"""Every real capture in tests/data/realdata that `sevkit analyze` reads gives the conclusion that
 PROVENANCE.md states for it.
 
 The table below is derived from PROVENANCE.md's "expected conclusion" column and the file
@@ -25,7 +25,7 @@ from sevkit.logs.analyze import analyze_file
 from sevkit.logs.dmesg import parse_host_dmesg
 
 REPO = Path(__file__).resolve().parents[2]
-REALDATA = REPO / ".." / "shared" / "realdata"
+REALDATA = REPO / "tests" / "data" / "realdata"
 # The folders whose every file must have a row (new captures cannot go uncovered).
 COVERED_GLOBS = ("dmesg-host/*", "dmesg-guest/*", "cpuid/*", "cpuinfo/*", "snphost-ok/*", "other/*.txt")
 
@@ -225,7 +225,7 @@ EXPECTED: dict[str, Exp] = {
 
 def realdata() -> Path:
     if not REALDATA.is_dir():
-        pytest.fail(f"real captures missing at {REALDATA.resolve()} (expected <repo>/../shared/realdata)")
+        pytest.fail(f"real captures missing at {REALDATA.resolve()} (expected tests/data/realdata in the clone)")
     return REALDATA
 
 

@@ -1,5 +1,5 @@
 """In-guest parsing: the encryption banner and kernel-log problems on real guest captures
-(../shared/realdata/dmesg-guest, see PROVENANCE.md), and the probe's output format."""
+(tests/data/realdata/dmesg-guest, see PROVENANCE.md), and the probe's output format."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from sevkit.errors import GuestError
 from sevkit.inguest import EXPECTED_FEATURES, encryption_banner, kernel_problems, parse_probe, probe_command
 from sevkit.results import CommandResult
 
-GUEST = Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata" / "dmesg-guest"
+GUEST = Path(__file__).resolve().parents[2] / "tests" / "data" / "realdata" / "dmesg-guest"
 
 
 def _read(name: str) -> str:
     path = GUEST / name
-    assert path.is_file(), f"real capture missing: {path} (../shared must sit beside the repo)"
+    assert path.is_file(), f"real capture missing: {path} (tests/data/realdata)"
     return path.read_text(errors="replace")
 
 
