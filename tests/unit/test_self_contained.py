@@ -3,6 +3,7 @@ their provenance and a sha256 list, and no self-test reads a file beside the clo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 import sys
@@ -18,7 +19,8 @@ def test_every_capture_matches_its_recorded_sha256() -> None:
         digest, name = line.split(maxsplit=1)
         listed[name.removeprefix("./")] = digest
     on_disk = {p.relative_to(DATA).as_posix() for p in DATA.rglob("*") if p.is_file()} - {"SHA256SUMS"}
-    assert on_disk == set(listed), f"unlisted: {sorted(on_disk - set(listed))}, missing: {sorted(set(listed) - on_disk)}"
+    assert on_disk == set(listed), \
+        f"unlisted: {sorted(on_disk - set(listed))}, missing: {sorted(set(listed) - on_disk)}"
     bad = [n for n, d in listed.items() if hashlib.sha256((DATA / n).read_bytes()).hexdigest() != d]
     assert bad == [], f"captures changed since they were copied (never edit a capture): {bad}"
 
@@ -47,9 +49,7 @@ def test_outside_open_guard_sees_a_read_beside_the_clone(tmp_path: Path) -> None
 
     before = len(conftest.OUTSIDE_OPENS)
     probe = REPO.parent / "sevkit-selfcontained-probe-does-not-exist"
-    try:
-        open(probe)
-    except OSError:
+    with contextlib.suppress(OSError), open(probe):
         pass
     seen = conftest.OUTSIDE_OPENS[before:]
     del conftest.OUTSIDE_OPENS[before:]
