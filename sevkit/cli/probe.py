@@ -12,6 +12,8 @@ from typing import Any
 
 from ..errors import HostProbeError, UsageError
 from ..host import PROFILES, HostReport, collect, grade, parse_target, read_bundle, write_bundle
+from ..host.capabilities import Capabilities
+from ..host.capabilities import read as read_capabilities
 from . import EXIT_ERROR, EXIT_FAIL, EXIT_OK
 
 
@@ -61,9 +63,11 @@ def probe_cmd(args: argparse.Namespace) -> int:
         _check_identity(args)
         raw = collect(parse_target(args.target), args.identity)
     report = grade(raw)
+    caps = read_capabilities(raw)
     verdict = report.verdict(profile)
     if args.json:
         out = report.to_json()
+        out["capabilities"] = caps.to_json()
         out["profile"] = {"expect": profile, "holds": verdict.holds,
                           "missing": list(verdict.missing),
                           "failures": [c.id for c in verdict.failures],
@@ -72,6 +76,7 @@ def probe_cmd(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         _print_human(report, profile)
+        _print_capabilities(caps)
     if verdict.errors:
         first = verdict.errors[0]
         print(f"sevkit: error: {len(verdict.errors)} check(s) could not read their input: {first.id}: {first.message}"
@@ -102,6 +107,13 @@ def _print_human(report: HostReport, profile: str) -> None:
             print(f"    fix: {hint}")
     for c in verdict.failures:
         print(f"  failed: {c.id}: {c.message}" + (f" (fix: {c.hint})" if c.hint else ""))
+
+
+def _print_capabilities(caps: Capabilities) -> None:
+    print("capabilities (what the platform, kernel and QEMU offer):")
+    for c in caps:
+        shown = json.dumps(c.value, sort_keys=True, default=str) if c.present else f"absent: {c.absent}"
+        print(f"  {c.id}: {shown}" + (f"  [{c.source}]" if c.present else ""))
 
 
 def collect_cmd(args: argparse.Namespace) -> int:

@@ -483,6 +483,95 @@ def _iommu_group_types() -> dict[str, Any]:
     return {"types": types}
 
 
+# -- capabilities (issue 13): what KVM, the firmware sysfs and QEMU offer ----------------------
+# include/uapi/linux/kvm.h: KVM_CHECK_EXTENSION = _IO(KVMIO, 0x03); KVM_CAP_VM_TYPES = 235 returns
+# kvm_caps.supported_vm_types, a bitmask of 1 << KVM_X86_*_VM (arch/x86/kvm/x86.c). The SNP policy-bits
+# attribute: arch/x86/include/uapi/asm/kvm.h KVM_X86_GRP_SEV / KVM_X86_SNP_POLICY_BITS = 1 (6.19 cycle).
+KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES = 0xAE03, 235
+KVM_X86_SNP_POLICY_BITS = 1
+KVM_AMD_PARAMS = "/sys/module/kvm_amd/parameters"
+SYSFS_SEV = "/sys/firmware/sev"   # vulnerabilities/{supported,verified}_mitigations (ccp, 2026)
+QEMU_QOM_TYPES = ("sev-guest", "sev-snp-guest", "igvm-cfg", "machine")
+QMP_SCRIPT = [{"execute": "qmp_capabilities"}, {"execute": "query-kvm"},
+              {"execute": "query-sev-capabilities"},
+              *({"execute": "qom-list-properties", "arguments": {"typename": t}} for t in QEMU_QOM_TYPES),
+              {"execute": "quit"}]
+
+
+def _kvm_attr(fd: int, attr_id: int) -> Any:
+    value = ctypes.c_uint64(0)
+    attr = struct.pack("<IIQQ", 0, KVM_X86_GRP_SEV, attr_id, ctypes.addressof(value))
+    try:
+        fcntl.ioctl(fd, KVM_GET_DEVICE_ATTR, attr)
+    except OSError as exc:
+        return _err(exc)
+    return int(value.value)
+
+
+def _kvm_caps() -> dict[str, Any]:
+    """KVM_CAP_VM_TYPES and the SNP policy bits KVM accepts (each an int or an error)."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+    except OSError as exc:
+        return _err(exc)
+    try:
+        try:
+            vm_types: Any = fcntl.ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES)
+        except OSError as exc:
+            vm_types = _err(exc)
+        return {"vm_types": vm_types, "snp_policy_bits": _kvm_attr(fd, KVM_X86_SNP_POLICY_BITS)}
+    finally:
+        os.close(fd)
+
+
+def _read_tree(root: str, depth: int = 3) -> dict[str, Any]:
+    """Every regular file under ``root`` (small sysfs files), keyed by path; errors kept per file."""
+    if not os.path.isdir(root):
+        return {"error": f"{root} does not exist", "errno": errno_mod.ENOENT}
+    files: dict[str, Any] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if dirpath[len(root):].count("/") >= depth:
+            dirnames[:] = []
+        for name in sorted(filenames):
+            files[os.path.join(dirpath, name)] = _read(os.path.join(dirpath, name), limit=4096)
+    return {"files": files}
+
+
+def _qemu_qmp(path: str, timeout: float = 15.0) -> dict[str, Any]:
+    """One throw-away ``-machine none`` QEMU answering QMP on stdio: query-sev-capabilities (needs KVM)
+    and qom-list-properties of the SEV objects. Plain stdlib, so it also runs on a remote host."""
+    argv = [path, "-machine", "none", "-accel", "kvm", "-accel", "tcg", "-nodefaults", "-no-user-config",
+            "-display", "none", "-S", "-qmp", "stdio"]
+    script = "".join(json.dumps(c) + "\n" for c in QMP_SCRIPT).encode()
+    try:
+        proc = subprocess.run(argv, input=script, capture_output=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"argv": argv, **_err(exc)}
+    replies: list[Any] = []
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(msg, dict) and ("return" in msg or "error" in msg):
+            replies.append(msg)
+    # Replies come in command order (QMP answers one command at a time); quit's may be missing.
+    answers = [{"command": c, "reply": r} for c, r in zip(QMP_SCRIPT, replies, strict=False)]
+    return {"argv": argv, "rc": proc.returncode, "stderr": proc.stderr.decode("utf-8", "replace")[-2000:],
+            "answers": answers}
+
+
+def _capabilities(qemu: dict[str, Any]) -> dict[str, Any]:
+    path = qemu.get("path")
+    return {
+        "kvm": _kvm_caps() if os.path.exists("/dev/kvm") else {"error": "/dev/kvm does not exist",
+                                                                "errno": errno_mod.ENOENT},
+        "kvm_amd_params": _read_tree(KVM_AMD_PARAMS, depth=0),
+        "sysfs_sev": _read_tree(SYSFS_SEV),
+        "qemu_qmp": _qemu_qmp(path) if path else {"error": "no QEMU binary"},
+    }
+
+
 def collect() -> dict[str, Any]:
     """Read every raw input; never raises for a missing or unreadable source."""
     started = time.monotonic()
@@ -512,6 +601,7 @@ def collect() -> dict[str, Any]:
     if raw["devices"]["/dev/sev"]["exists"]:
         raw["ioctl"]["SEV_PLATFORM_STATUS"] = _sev_ioctl(SEV_PLATFORM_STATUS, 12)
         raw["ioctl"]["SNP_PLATFORM_STATUS"] = _sev_ioctl(SNP_PLATFORM_STATUS, 32)
+    raw["capabilities"] = _capabilities(raw["qemu"])
     raw["collector"]["seconds"] = round(time.monotonic() - started, 4)
     return raw
 
