@@ -309,6 +309,18 @@ def _cpuid(raw: RawInputs) -> list[Capability]:
                                ref=ref))
         else:
             out.append(Capability(cid, name, eax >> bit & 1, src, ref=ref))
+    src = f"{raw.cpuid_source} leaf 0x8000001f ECX (guests), EDX (min SEV ASID)"
+    ref = "AMD APM vol. 3 CPUID Fn8000_001F ECX/EDX; ASIDs 1..EDX-1 are SEV-ES/SNP (arch/x86/kvm/svm/sev.c)"
+    if err is not None:
+        out.append(_absent("cpuid.asids", "Encrypted-guest ASIDs", src, err.message, unreadable=True, ref=ref))
+    elif eax is None:
+        out.append(_absent("cpuid.asids", "Encrypted-guest ASIDs", src, "CPUID leaf 0x8000001f not implemented",
+                           ref=ref))
+    else:
+        _, _, ecx, edx = raw.cpuid(0x8000001F)
+        out.append(Capability("cpuid.asids", "Encrypted-guest ASIDs",
+                              {"max_guests": ecx, "min_sev_asid": edx, "sev_es_snp_asids": max(edx - 1, 0)}, src,
+                              ref=ref))
     out.append(_absent("cpuid.sev_tio", "SEV-TIO (TDISP)", "SNP_FEATURE_INFO EBX bit 1 (SNP_SEV_TIO_SUPPORTED)",
                        "no CPUID bit for SEV-TIO was verified upstream; the kernel reads it from SNP_FEATURE_INFO, "
                        "which it does not export (PLATFORM_INFO bit 7 in a guest's report shows it)",
@@ -349,8 +361,8 @@ def _qemu(raw: RawInputs) -> list[Capability]:
     out: list[Capability] = []
     rep = _qmp_reply(answers, "query-sev-capabilities")
     if rep and "return" in rep:
-        caps = {k: v for k, v in rep["return"].items() if k in ("cbitpos", "reduced-phys-bits", "max-guests",
-                                                                   "max-es-guests")}
+        # SevCapability: pdh, cert-chain, cpu0-id (blobs: only their presence is kept), cbitpos, reduced-phys-bits.
+        caps = {k: (v if k in ("cbitpos", "reduced-phys-bits") else "present") for k, v in rep["return"].items()}
         out.append(Capability("qemu.sev_capabilities", "QEMU query-sev-capabilities", caps, src_caps, ref=ref_caps))
     else:
         desc = (rep or {}).get("error", {}).get("desc", "no reply")
