@@ -1,0 +1,249 @@
+"""Applicability rules of the newer SEV-SNP requirements (issue 13), decided from the capability probe.
+
+Each rule returns an ``Applicability``: applicable or not, the reason, and the capabilities it read
+as evidence. A rule whose deciding capability could not be read (an access error, a bundle from an
+older sevkit) raises HostProbeError: "cannot tell" is an ERROR, never NOT-APPLICABLE.
+
+Rules take only ``Capabilities`` (plus explicit options), so a bundle graded elsewhere decides the same.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .. import snpbits
+from ..errors import HostProbeError
+from .capabilities import Capabilities, Capability
+
+NOT_APPLICABLE = "NOT-APPLICABLE"
+# QEMU's refusal when firmware no longer starts SEV-ES guests, as quoted in AMDESE/AMDSEV#282:
+# "sev_launch_start: LAUNCH_START ret=1 fw_error=21 'Feature not supported'". Firmware status 0x15 (21) is
+# FEATURE_NOT_SUPPORTED (AMD SEV API spec status codes; QEMU target/i386/sev.c sev_fw_errlist).
+FW_FEATURE_NOT_SUPPORTED = 21
+_LAUNCH_START_REFUSED = re.compile(r"LAUNCH_START ret=-?\d+ fw_error=(\d+)")
+
+
+@dataclass(frozen=True)
+class Applicability:
+    rule: str
+    applicable: bool
+    reason: str
+    evidence: tuple[Capability, ...] = ()
+
+    @property
+    def skip_reason(self) -> str:
+        """The pytest skip text: starts with NOT-APPLICABLE and names each deciding capability's value."""
+        ev = "; ".join(f"{c.id}={_shown(c)} [{c.source}]" for c in self.evidence)
+        return f"{NOT_APPLICABLE}: {self.reason}" + (f" (evidence: {ev})" if ev else "")
+
+    def to_json(self) -> dict[str, object]:
+        return {"rule": self.rule, "applicable": self.applicable, "reason": self.reason,
+                "evidence": [c.to_json() for c in self.evidence]}
+
+
+def _shown(c: Capability) -> str:
+    return repr(c.value) if c.present else f"absent ({c.absent})"
+
+
+def _need(caps: Capabilities, cap_id: str, rule: str) -> Capability:
+    c = caps.get(cap_id)
+    if c.unreadable:
+        raise HostProbeError(f"{rule}: cannot tell whether it applies: {cap_id} not readable: {c.absent}",
+                             evidence={"capability": c.to_json()})
+    return c
+
+
+def _no(rule: str, reason: str, *ev: Capability) -> Applicability:
+    return Applicability(rule, False, reason, tuple(ev))
+
+
+def _yes(rule: str, reason: str, *ev: Capability) -> Applicability:
+    return Applicability(rule, True, reason, tuple(ev))
+
+
+def vm_types(caps: Capabilities, rule: str) -> tuple[Capability, list[str] | None]:
+    c = _need(caps, "kvm.vm_types", rule)
+    return c, (list(c.value["types"]) if c.present else None)
+
+
+def snp_launch(caps: Capabilities, rule: str = "snp-launch") -> Applicability:
+    """An SNP guest can be launched at all: KVM offers the SNP VM type and QEMU has sev-snp-guest."""
+    vt, types = vm_types(caps, rule)
+    q = _need(caps, "qemu.sev_snp_guest", rule)
+    if types is None or "sev-snp" not in types:
+        return _no(rule, "KVM does not offer the SEV-SNP VM type (KVM_X86_SNP_VM)", vt)
+    if not q.present:
+        return _no(rule, "this QEMU cannot launch SEV-SNP guests (no sev-snp-guest object)", vt, q)
+    return _yes(rule, "KVM offers KVM_X86_SNP_VM and QEMU has sev-snp-guest", vt, q)
+
+
+def _on_snp(caps: Capabilities, rule: str, *more: str) -> tuple[Applicability | None, list[Capability]]:
+    base = snp_launch(caps, rule)
+    if not base.applicable:
+        return base, []
+    return None, [*base.evidence, *(_need(caps, m, rule) for m in more)]
+
+
+def policy_bit(caps: Capabilities, bit: int) -> Applicability:
+    """Positive launch with SNP policy ``bit`` set: KVM must advertise it (KVM_X86_SNP_POLICY_BITS)."""
+    name = snpbits.SNP_POLICY_BITS.get(bit, f"bit{bit}")
+    rule = f"snp-policy-{name.lower().replace('_', '-')}"
+    stop, ev = _on_snp(caps, rule, "kvm.snp_policy_bits")
+    if stop:
+        return stop
+    pol = ev[-1]
+    if not pol.present:
+        return _no(rule, f"KVM does not publish the SNP policy bits it accepts, so {name} (bit {bit}) is not "
+                         "advertised (KVM_X86_SNP_POLICY_BITS is newer than this kernel)", *ev)
+    if not int(pol.value["mask"], 16) >> bit & 1:
+        return _no(rule, f"KVM does not advertise SNP policy bit {bit} ({name})", *ev)
+    return _yes(rule, f"KVM advertises SNP policy bit {bit} ({name})", *ev)
+
+
+def policy_bit_refused(caps: Capabilities, bit: int) -> Applicability:
+    """Negative launch: a policy bit KVM does not advertise must be refused (by KVM or the firmware)."""
+    name = snpbits.SNP_POLICY_BITS.get(bit, f"bit{bit}")
+    rule = f"snp-policy-{name.lower().replace('_', '-')}-refused"
+    stop, ev = _on_snp(caps, rule, "kvm.snp_policy_bits")
+    if stop:
+        return stop
+    pol = ev[-1]
+    if not pol.present:
+        return _no(rule, "KVM does not publish the SNP policy bits it accepts: which bits must be refused "
+                         "is not known", *ev)
+    if int(pol.value["mask"], 16) >> bit & 1:
+        return _no(rule, f"KVM advertises policy bit {bit} ({name}): nothing to refuse", *ev)
+    return _yes(rule, f"KVM does not advertise policy bit {bit} ({name}): a launch with it must be refused", *ev)
+
+
+def ciphertext_hiding(caps: Capabilities) -> Applicability:
+    rule = "snp-ciphertext-hiding"
+    stop, ev = _on_snp(caps, rule, "kvm_amd.ciphertext_hiding_asids", "firmware.ciphertext_hiding")
+    if stop:
+        return stop
+    asids, fw = ev[-2], ev[-1]
+    if not asids.present or not asids.value:
+        return _no(rule, "ciphertext hiding is not enabled in kvm_amd (ciphertext_hiding_asids absent or 0)", *ev)
+    if not fw.present or not fw.value.get("enabled"):
+        return _no(rule, "SNP_PLATFORM_STATUS does not report ciphertext hiding enabled", *ev)
+    pb = policy_bit(caps, 24)
+    if not pb.applicable:
+        return _no(rule, pb.reason, *ev, caps.get("kvm.snp_policy_bits"))
+    return _yes(rule, f"kvm_amd reserves {asids.value} ASIDs for ciphertext hiding and the firmware enabled it", *ev)
+
+
+def qemu_props(caps: Capabilities, rule: str, props: tuple[str, ...]) -> Applicability:
+    stop, ev = _on_snp(caps, rule, *(f"qemu.sev_snp_guest.{p}" for p in props))
+    if stop:
+        return stop
+    missing = [c.id.rsplit(".", 1)[1] for c in ev if c.id.startswith("qemu.sev_snp_guest.") and not c.present]
+    if missing:
+        return _no(rule, f"this QEMU's sev-snp-guest lacks {', '.join(missing)}", *ev)
+    return _yes(rule, f"QEMU's sev-snp-guest has {', '.join(props)}", *ev)
+
+
+def host_data(caps: Capabilities) -> Applicability:
+    return qemu_props(caps, "snp-host-data", ("host-data",))
+
+
+def id_block(caps: Capabilities) -> Applicability:
+    return qemu_props(caps, "snp-id-block", ("id-block", "id-auth", "author-key-enabled"))
+
+
+def secure_tsc(caps: Capabilities) -> Applicability:
+    rule = "snp-secure-tsc"
+    stop, ev = _on_snp(caps, rule, "cpuid.secure_tsc", "kvm.vmsa_features", "qemu.sev_snp_guest.secure-tsc")
+    if stop:
+        return stop
+    cpu, vmsa, prop = ev[-3:]
+    if not cpu.present or not cpu.value:
+        return _no(rule, "the CPU does not advertise Secure TSC (CPUID Fn8000_001F EAX bit 8)", *ev)
+    if not vmsa.present or "SecureTSC" not in vmsa.value["features"]:
+        return _no(rule, "KVM does not offer the SecureTSC VMSA feature (bit 9)", *ev)
+    if not prop.present:
+        return _no(rule, "this QEMU's sev-snp-guest has no secure-tsc property (QEMU >= 10.2)", *ev)
+    return _yes(rule, "CPU, KVM (VMSA bit 9) and QEMU (secure-tsc) offer Secure TSC", *ev)
+
+
+def vmsa_features(caps: Capabilities) -> Applicability:
+    rule = "snp-vmsa-features"
+    stop, ev = _on_snp(caps, rule, "kvm.vmsa_features")
+    if stop:
+        return stop
+    if not ev[-1].present:
+        return _no(rule, "KVM does not publish its VMSA features (KVM_X86_SEV_VMSA_FEATURES, kernel >= 6.10)", *ev)
+    return _yes(rule, f"KVM offers VMSA features {ev[-1].value['features']}", *ev)
+
+
+def mitigation_vectors(caps: Capabilities) -> Applicability:
+    rule = "snp-mitigation-vectors"
+    stop, ev = _on_snp(caps, rule, "firmware.mitigations")
+    if stop:
+        return stop
+    if not ev[-1].present:
+        return _no(rule, f"the host publishes no mitigation vectors: {ev[-1].absent}", *ev)
+    return _yes(rule, "the host publishes supported and verified mitigation vectors", *ev)
+
+
+def igvm(caps: Capabilities) -> Applicability:
+    rule = "snp-igvm-launch"
+    stop, ev = _on_snp(caps, rule, "qemu.igvm")
+    if stop:
+        return stop
+    c = ev[-1]
+    if not c.present:
+        return _no(rule, f"QEMU cannot load IGVM files: {c.absent}", *ev)
+    if not c.value.get("machine igvm-cfg property"):
+        return _no(rule, "QEMU has the igvm-cfg object but its machine has no igvm-cfg property", *ev)
+    return _yes(rule, "QEMU loads IGVM files (igvm-cfg object, -machine igvm-cfg=)", *ev)
+
+
+def snp_config(caps: Capabilities, *, allow_destructive: bool) -> Applicability:
+    """SNP_CONFIG set/reset (what `snphost config set/reset` does): destructive, so only on request.
+    Never SNP_COMMIT: committing firmware is irreversible and this suite has no option for it."""
+    rule = "snp-config-set-reset"
+    if not allow_destructive:
+        return _no(rule, "SNP_CONFIG changes the platform's reported TCB: run with --sev-allow-destructive")
+    st = _need(caps, "firmware.snp_status", rule)
+    if not st.present:
+        return _no(rule, f"no SNP platform status: {st.absent}", st)
+    return _yes(rule, "SNP firmware present and --sev-allow-destructive given", st)
+
+
+def sev_es_offered(caps: Capabilities) -> Applicability:
+    """The sev-es guest kind: NOT-APPLICABLE when KVM stopped offering KVM_X86_SEV_ES_VM while it offers SEV
+    or SNP (newer firmware withdraws SEV-ES, CVE-2025-48514 / AMD-SB-3023, per the ccp/KVM discussion of
+    2026-02), with the firmware version as evidence. Kernels before KVM_CAP_VM_TYPES (6.8) cannot say:
+    the launch decides (see launch_refusal_withdraws_sev_es)."""
+    rule = "sev-es-offered"
+    vt, types = vm_types(caps, rule)
+    fw = [caps.get("firmware.sev_status"), caps.get("firmware.snp_status")]
+    fw = [c for c in fw if c.present]
+    if types is None:
+        return _yes(rule, "KVM does not list VM types (kernel before 6.8): a launch refusal (firmware status "
+                          f"{FW_FEATURE_NOT_SUPPORTED}) would be the evidence", vt, *fw)
+    if "sev-es" in types:
+        return _yes(rule, "KVM offers KVM_X86_SEV_ES_VM", vt, *fw)
+    if "sev" in types or "sev-snp" in types:
+        label = {"firmware.sev_status": "SEV", "firmware.snp_status": "SEV-SNP"}
+        ver = ", ".join(f"{label[c.id]} API {c.value['api']} build {c.value['build']}" for c in fw) \
+            or "firmware version unknown (no /dev/sev status)"
+        return _no(rule, f"SEV-ES withdrawn: KVM offers {', '.join(types)} but not SEV-ES ({ver})", vt, *fw)
+    return _no(rule, "KVM offers no SEV VM type at all", vt)
+
+
+def launch_refusal_withdraws_sev_es(qemu_stderr: str) -> bool:
+    """QEMU's SEV-ES LAUNCH_START refusal with firmware status 21 (Feature not supported)."""
+    m = _LAUNCH_START_REFUSED.search(qemu_stderr)
+    return m is not None and int(m.group(1)) == FW_FEATURE_NOT_SUPPORTED
+
+
+def profile_note(caps: Capabilities, profile: str) -> str | None:
+    """Why a profile that demands SEV-ES (sev-es, and sev-snp which implies it) cannot be met, or None."""
+    if profile not in ("sev-es", "sev-snp"):
+        return None
+    es = sev_es_offered(caps)
+    if es.applicable:
+        return None
+    return f"profile {profile} demands SEV-ES, which this host cannot deliver: {es.reason}"
