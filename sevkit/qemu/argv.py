@@ -9,12 +9,14 @@ DMA through bounce buffers (the kernel refuses virtio devices without ACCESS_PLA
 
 from __future__ import annotations
 
+import base64
 import shlex
 
 from .spec import QEMU_CGS, GuestSpec, Wiring
 
 CGS_ID = "sev0"
 RAM_ID = "ram1"
+IGVM_ID = "igvm0"
 
 
 def qv(path: object) -> str:
@@ -33,7 +35,29 @@ def machine_opts(spec: GuestSpec) -> str:
         opts += [f"{key}={CGS_ID}", "vmport=off"]
         if spec.kind == "sev-snp":
             opts.append(f"memory-backend={RAM_ID}")
+    if spec.igvm is not None:
+        opts.append(f"igvm-cfg={IGVM_ID}")   # QEMU docs/system/igvm.rst
     return ",".join(opts)
+
+
+def _b64(blob: bytes) -> str:
+    return base64.b64encode(blob).decode()
+
+
+def snp_extra(spec: GuestSpec) -> list[str]:
+    """sev-snp-guest properties beyond the common ones, named as in qapi/qom.json SevSnpGuestProperties."""
+    out = []
+    if spec.id_block is not None:
+        out.append(f"id-block={_b64(spec.id_block)}")
+    if spec.id_auth is not None:
+        out.append(f"id-auth={_b64(spec.id_auth)}")
+    if spec.author_key:
+        out.append("author-key-enabled=on")
+    if spec.host_data is not None:
+        out.append(f"host-data={_b64(spec.host_data)}")
+    if spec.secure_tsc:
+        out.append("secure-tsc=on")
+    return out
 
 
 def confidential_objects(spec: GuestSpec) -> list[str]:
@@ -52,7 +76,7 @@ def confidential_objects(spec: GuestSpec) -> list[str]:
         common.append("kernel-hashes=on")
     if spec.kind == "sev-snp":
         return ["-object", f"memory-backend-memfd,id={RAM_ID},size={spec.memory_mib}M,share=true,prealloc=false",
-                "-object", ",".join(["sev-snp-guest", *common])]
+                "-object", ",".join(["sev-snp-guest", *common, *snp_extra(spec)])]
     return ["-object", ",".join(["sev-guest", *common])]
 
 
@@ -87,6 +111,8 @@ def build_argv(spec: GuestSpec, wiring: Wiring) -> list[str]:
             "-smp", str(spec.vcpus),
             "-m", f"{spec.memory_mib}M"]
     argv += confidential_objects(spec)
+    if spec.igvm is not None:
+        argv += ["-object", f"igvm-cfg,id={IGVM_ID},file={qv(spec.igvm)}"]
     argv += firmware_args(spec, wiring)
     argv += ["-qmp", f"unix:{qv(wiring.qmp_socket)},server=on,wait=off",
              "-chardev", f"socket,id=ser0,path={qv(wiring.serial_socket)},server=on,wait=off",

@@ -27,6 +27,11 @@ SNP_POLICY_RESERVED_ONE = 1 << 17
 QEMU_CGS = (6, 0)        # -machine confidential-guest-support= (older: memory-encryption=)
 QEMU_KERNEL_HASHES = (6, 2)
 QEMU_SNP = (9, 1)        # -object sev-snp-guest
+QEMU_SECURE_TSC = (10, 2)  # sev-snp-guest,secure-tsc= (qapi/qom.json "since 10.2")
+# linux include/uapi/linux/kvm.h (KVM_SEV_SNP_ID_BLOCK_SIZE 96, KVM_SEV_SNP_ID_AUTH_SIZE 4096,
+# KVM_SEV_SNP_FINISH_DATA_SIZE 32); QEMU target/i386/sev.c checks the same sizes on the base64 values.
+SNP_ID_BLOCK_SIZE, SNP_ID_AUTH_SIZE, SNP_HOST_DATA_SIZE = 96, 4096, 32
+SNP_POLICY_MBZ = ~((1 << 26) - 1) & (2**64 - 1)   # SNP ABI "Guest Policy": bits 63:26 reserved, MBZ
 
 
 def panic_exits(append: str) -> str:
@@ -99,6 +104,14 @@ class GuestSpec:
     kernel_hashes: bool = False
     rng: bool = True
     fw_cfg: tuple[tuple[str, Path], ...] = ()
+    # Newer SEV-SNP launch inputs (sev-snp-guest properties, qapi/qom.json SevSnpGuestProperties).
+    host_data: bytes | None = None          # 32 bytes -> report HOST_DATA
+    id_block: bytes | None = None           # 96-byte ID block for SNP_LAUNCH_FINISH
+    id_auth: bytes | None = None            # ID authentication information structure (<= 4096 bytes)
+    author_key: bool = False                # id_auth carries an author key (AUTHOR_KEY_EN)
+    secure_tsc: bool = False
+    snp_policy_allowed: int | None = None   # KVM_X86_SNP_POLICY_BITS: refuse other bits before QEMU starts
+    igvm: Path | None = None                # -object igvm-cfg,file= ; -machine igvm-cfg=
     check: bool = True
 
     def __post_init__(self) -> None:
@@ -139,6 +152,14 @@ class GuestSpec:
         for name, _ in self.fw_cfg:
             if not _FW_CFG_NAME.match(name):
                 self._refuse(f"fw_cfg name {name!r} must look like opt/<vendor>/<name>")
+        snp_only = [n for n, v in (("host-data", self.host_data), ("id-block", self.id_block),
+                                   ("id-auth", self.id_auth), ("author-key-enabled", self.author_key),
+                                   ("secure-tsc", self.secure_tsc)) if v]
+        if snp_only and self.kind != "sev-snp":
+            self._refuse(f"{', '.join(snp_only)} only exist(s) on sev-snp-guest (SEV-SNP guests)")
+        if self.igvm is not None and self.firmware.kind != "seabios":
+            self._refuse("sevkit's IGVM launch takes the firmware from the IGVM file: leave the firmware at its "
+                         f"default instead of {self.firmware.label}")
         if not self.confidential:
             if self.policy is not None or self.kernel_hashes:
                 self._refuse("policy and kernel-hashes only apply to SEV guest kinds")
@@ -149,7 +170,7 @@ class GuestSpec:
         if self.kind == "sev-snp" and self.qemu_version < QEMU_SNP:
             self._refuse(f"SEV-SNP needs QEMU >= 9.1 (sev-snp-guest); this QEMU is "
                          f"{'.'.join(map(str, self.qemu_version))}")
-        if self.kind == "sev-snp" and self.firmware.kind != "bios":
+        if self.kind == "sev-snp" and self.firmware.kind != "bios" and self.igvm is None:
             self._refuse("SEV-SNP firmware must be one OVMF image passed with -bios, not "
                          f"{self.firmware.label}")
         if self.kind != "sev-snp" and self.firmware.kind == "seabios":
@@ -171,6 +192,30 @@ class GuestSpec:
             self._refuse(f"SEV policy {policy:#x} does not fit 32 bits")
         if self.kind == "sev-snp" and not policy & SNP_POLICY_RESERVED_ONE:
             self._refuse(f"SNP policy {policy:#x} lacks bit 17, which must be 1")
+        if self.kind == "sev-snp":
+            self._validate_snp(policy)
+
+    def _validate_snp(self, policy: int) -> None:
+        if policy & SNP_POLICY_MBZ:
+            self._refuse(f"SNP policy {policy:#x} sets reserved bits 63:26 (must be zero)")
+        if self.snp_policy_allowed is not None:
+            extra = policy & ~0xFFFF & ~self.snp_policy_allowed
+            if extra:
+                self._refuse(f"SNP policy {policy:#x} sets bits {extra:#x} that KVM does not accept "
+                             f"(KVM_X86_SNP_POLICY_BITS = {self.snp_policy_allowed:#x})")
+        if self.host_data is not None and len(self.host_data) != SNP_HOST_DATA_SIZE:
+            self._refuse(f"host-data must be {SNP_HOST_DATA_SIZE} bytes, not {len(self.host_data)}")
+        if self.id_block is not None and len(self.id_block) != SNP_ID_BLOCK_SIZE:
+            self._refuse(f"id-block must be {SNP_ID_BLOCK_SIZE} bytes, not {len(self.id_block)}")
+        if self.id_auth is not None and not 0 < len(self.id_auth) <= SNP_ID_AUTH_SIZE:
+            self._refuse(f"id-auth must be 1..{SNP_ID_AUTH_SIZE} bytes, not {len(self.id_auth)}")
+        if (self.id_block is None) != (self.id_auth is None):
+            self._refuse("an ID block and its ID authentication structure go together (KVM's SNP_LAUNCH_FINISH "
+                         "reads id-auth whenever id-block is given)")
+        if self.author_key and self.id_auth is None:
+            self._refuse("author-key-enabled needs an id-auth that carries the author key")
+        if self.secure_tsc and self.qemu_version < QEMU_SECURE_TSC:
+            self._refuse(f"secure-tsc needs QEMU >= 10.2; this QEMU is {'.'.join(map(str, self.qemu_version))}")
 
 
 @dataclass(frozen=True, slots=True)

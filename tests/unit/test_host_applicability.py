@@ -151,5 +151,5 @@ def test_qemu_launch_start_refusal_text_from_amdsev_282() -> None:
 def test_unreadable_capability_is_an_error_not_not_applicable() -> None:
     with pytest.raises(HostProbeError, match="cannot tell whether it applies"):
         ap.host_data(read(make_raw()))            # bundle without the capabilities section
-    with pytest.raises(HostProbeError, match="kvm.vm_types not readable"):
+    with pytest.raises(HostProbeError, match=r"kvm\.vm_types not readable"):
         ap.sev_es_offered(caps(vm_types=err(errno.EACCES)))
