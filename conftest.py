@@ -7,4 +7,5 @@ pytest_plugins = [
     "fixtures.guest",
     "fixtures.memory",
     "fixtures.attestation",
+    "fixtures.capabilities",
 ]

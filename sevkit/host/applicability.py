@@ -72,7 +72,7 @@ def snp_launch(caps: Capabilities, rule: str = "snp-launch") -> Applicability:
     vt, types = vm_types(caps, rule)
     q = _need(caps, "qemu.sev_snp_guest", rule)
     if types is None or "sev-snp" not in types:
-        return _no(rule, "KVM does not offer the SEV-SNP VM type (KVM_X86_SNP_VM)", vt)
+        return _no(rule, "KVM does not offer the SEV-SNP VM type (KVM_X86_SNP_VM)", vt, q)
     if not q.present:
         return _no(rule, "this QEMU cannot launch SEV-SNP guests (no sev-snp-guest object)", vt, q)
     return _yes(rule, "KVM offers KVM_X86_SNP_VM and QEMU has sev-snp-guest", vt, q)

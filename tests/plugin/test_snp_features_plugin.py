@@ -1,0 +1,73 @@
+"""suites/snp_features in a real pytest run with SYNTHETIC hosts (capsraw.py): NOT-APPLICABLE skips with
+evidence, the SEV-ES profile note as a FAIL, and --sev-allow-destructive validated at start."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+UNIT = REPO / "tests" / "unit"
+
+CONFTEST = f'''
+import os
+import sys
+sys.path.insert(0, {str(UNIT)!r})
+pytest_plugins = ["fixtures.options", "fixtures.evidence", "fixtures.host", "fixtures.guest",
+                  "fixtures.attestation", "fixtures.capabilities"]
+
+def pytest_configure(config):
+    from capsraw import VM_DEFAULT, VM_SEV, VM_SNP, err, qmp, with_caps
+    from hostraw import make_raw
+    from fixtures.host import set_probe_result
+    hosts = {{
+        "intel": lambda: with_caps(make_raw(vendor="GenuineIntel", max_ext=0x80000008, leaf_1f=None,
+                                            dev_sev=False, kvm_module=False, qemu_version="7.2.22"),
+                                   vm_types=VM_DEFAULT, policy_bits=err(6), params={{}},
+                                   qemu=qmp(sev_caps=None, snp_props=None, igvm=False)),
+        "es_withdrawn": lambda: with_caps(vm_types=VM_DEFAULT | VM_SEV | VM_SNP),
+        "healthy": lambda: with_caps(),
+    }}
+    set_probe_result(config, hosts[os.environ["SEVKIT_TEST_HOST"]]())
+'''
+
+
+def run_suite(tmp_path: Path, host: str, *args: str) -> tuple[int, str]:
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\nmarkers =\n"
+                                         "    requires(*features): host features\n    qemu: boots QEMU\n")
+    shutil.copy(REPO / "suites" / "snp_features" / "test_snp_features.py", tmp_path / "test_snp_features.py")
+    env = dict(os.environ, PYTHONPATH=str(REPO), SEVKIT_TEST_HOST=host)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-rA", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_no_sev_host_every_requirement_not_applicable_with_evidence(tmp_path: Path) -> None:
+    code, out = run_suite(tmp_path, "intel")
+    assert code == 0, out
+    assert "28 skipped" in out and "1 passed" in out, out
+    skips = [ln for ln in out.splitlines() if ln.startswith("SKIPPED")]
+    assert skips and all("NOT-APPLICABLE: " in ln for ln in skips), skips
+    assert "kvm.vm_types={'mask': 1, 'types': ['default']}" in out
+    assert "qemu.sev_snp_guest=absent (QEMU says: Class 'sev-snp-guest' not found" in out
+
+
+def test_profile_demanding_sev_es_says_why_it_cannot_be_met(tmp_path: Path) -> None:
+    code, out = run_suite(tmp_path, "es_withdrawn", "--sev-expect", "sev-snp", "-k", "sev_es_offered")
+    assert code == 1, out
+    assert "profile sev-snp demands SEV-ES, which this host cannot deliver: SEV-ES withdrawn" in out
+    code, out = run_suite(tmp_path, "es_withdrawn", "-k", "sev_es_offered")
+    assert code == 0 and "NOT-APPLICABLE: SEV-ES withdrawn" in out, out
+
+
+def test_allow_destructive_is_validated_and_gates_snp_config(tmp_path: Path) -> None:
+    code, out = run_suite(tmp_path, "healthy", "--sev-allow-destructive", "maybe", "-k", "snp_config")
+    assert code == 2 and "sevkit: --sev-allow-destructive: 'maybe' is not yes or no" in out, out
+    code, out = run_suite(tmp_path, "healthy", "-k", "snp_config")
+    assert code == 0 and "NOT-APPLICABLE: SNP_CONFIG changes the platform's reported TCB" in out, out
+    code, out = run_suite(tmp_path, "healthy", "--sev-allow-destructive", "yes", "-k", "snp_config")
+    assert code != 0 and "not implemented in this sevkit version" in out, out
