@@ -153,3 +153,21 @@ def test_raw_inputs_keep_the_capabilities_through_a_bundle(tmp_path: Path) -> No
     again = read_bundle(write_bundle(raw, tmp_path / "x.tar.gz"))
     assert isinstance(again, RawInputs)
     assert read(again).to_json() == read(raw).to_json()
+
+
+def test_qemu_sev_capabilities_values_from_real_turin_domcapabilities() -> None:
+    """REAL values: libvirt domcapabilities of an OpenNebula Turin host (tests/data/realdata/qmp), which libvirt
+    takes from QMP query-sev-capabilities (cbitpos, reduced-phys-bits, cpu0-id); the QMP reply wrapping them is
+    SYNTHETIC. maxGuests/maxESGuests are libvirt's own CPUID arithmetic, not QMP, so they are not used here."""
+    xml = realdata("qmp/opennebula_turin-sm23_virsh-domcapabilities_sev.xml.txt")
+
+    def tag(name: str) -> str:
+        m = re.search(rf"<{name}>([^<]+)</{name}>", xml)
+        assert m, name
+        return m.group(1)
+    reply = {"cbitpos": int(tag("cbitpos")), "reduced-phys-bits": int(tag("reducedPhysBits")),
+             "cpu0-id": tag("cpu0Id"), "pdh": "...", "cert-chain": "..."}
+    c = read(with_caps(qemu=qmp(sev_caps=reply))).get("qemu.sev_capabilities")
+    assert c.value == {"cbitpos": 51, "reduced-phys-bits": 1, "cpu0-id": "present", "pdh": "present",
+                       "cert-chain": "present"}
+    assert c.source == "QMP query-sev-capabilities (qemu -machine none)"
