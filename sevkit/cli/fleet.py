@@ -49,6 +49,8 @@ def register(sub: Any) -> None:
                    help="where fleet-<run-id>/ goes (default reports)")
     p.add_argument("--link-timeout", type=float, default=30.0, metavar="S",
                    help="a host whose SSH link is silent this long counts as dropped (default 30)")
+    p.add_argument("--connect-timeout", type=float, default=20.0, metavar="S",
+                   help="SSH connect/handshake deadline per host (default 20)")
     p.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="passed to pytest on every host")
     p.set_defaults(func=fleet_cmd)
 
@@ -74,6 +76,7 @@ def fleet_cmd(args: argparse.Namespace) -> int:
         raise UsageError(f"--parallel must be >= 1, got {args.parallel}")
     _positive(args.reserve_timeout, "--reserve-timeout")
     _positive(args.link_timeout, "--link-timeout")
+    _positive(args.connect_timeout, "--connect-timeout")
     profile = None
     if args.profile is not None:
         profile = args.profile.strip().lower()
@@ -89,7 +92,8 @@ def fleet_cmd(args: argparse.Namespace) -> int:
     job = JobSettings(run_id="", profile=profile, pytest_args=list(args.pytest_args), identity=identity,
                       known_hosts=known, payload=Payload(Path("."), ""), remote_python=args.remote_python,
                       installed_checkout=args.installed_checkout, keep=args.keep,
-                      link_timeout=args.link_timeout, heartbeat=min(5.0, args.link_timeout / 4))
+                      link_timeout=args.link_timeout, heartbeat=min(5.0, args.link_timeout / 4),
+                      connect_timeout=args.connect_timeout)
     settings = FleetSettings(coordinator=args.coordinator, selectors=selectors, job=job, checkout=checkout,
                              parallel=args.parallel, reserve_timeout=args.reserve_timeout,
                              report_root=Path(args.report_dir))

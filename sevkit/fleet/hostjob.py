@@ -9,6 +9,7 @@ the other hosts.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -50,16 +51,14 @@ class JobSettings:
 
 
 def _python_check(host: RemoteHost, python: str) -> str:
-    probe = ("import sys, json, importlib.util as u; "
-             "print(json.dumps([sys.version_info[:3], bool(u.find_spec('venv')), bool(u.find_spec('ensurepip'))]))")
+    probe = "import sys, json, importlib.util as u; print(json.dumps([sys.version_info[:3], bool(u.find_spec('venv'))]))"
     out = host.check(f"{shlex.quote(python)} -c {shlex.quote(probe)}", "python check", timeout=30)
-    import json
-    (version, has_venv, has_ensurepip) = json.loads(out.strip().splitlines()[-1])
+    (version, has_venv) = json.loads(out.strip().splitlines()[-1])
     text = ".".join(map(str, version))
     if tuple(version[:2]) < MIN_PYTHON:
         raise RemoteFailed(f"{host.name}: {python} is {text}; sevkit needs Python >= 3.11 on the host",
                            evidence={"python": text})
-    if not (has_venv and has_ensurepip):
+    if not has_venv:
         raise RemoteFailed(f"{host.name}: {python} {text} cannot create virtual environments "
                            "(Debian: apt-get install python3-venv)", evidence={"python": text})
     return text
@@ -81,9 +80,10 @@ def _install(host: RemoteHost, s: JobSettings, work: str, stop: Callable[[], boo
         return [f"{s.installed_checkout}/.venv/bin/python", "-m", "pytest"]
     if not p.sevkit_wheel:
         raise RemoteFailed(f"{host.name}: no sevkit wheel was built to install")
-    script = (f"{shlex.quote(s.remote_python)} -m venv {work}/venv && "
-              f"{work}/venv/bin/python -m pip install -q --disable-pip-version-check --no-index --no-compile "
-              f"--find-links {work}/wheels {work}/wheels/{p.sevkit_wheel}")
+    # no ensurepip (slow, and absent without python3-venv's wheels): pip runs from its own wheel
+    script = (f"{shlex.quote(s.remote_python)} -m venv --without-pip {work}/venv && "
+              f"{work}/venv/bin/python {work}/wheels/{p.pip_wheel}/pip install -q --disable-pip-version-check "
+              f"--no-index --no-compile --find-links {work}/wheels {work}/wheels/{p.sevkit_wheel}")
     res = host.stream(["sh", "-c", script], cwd=work, on_line=lambda _l: None, stop=stop,
                       link_timeout=s.link_timeout, heartbeat=s.heartbeat, timeout=900)
     if stop():
@@ -154,6 +154,7 @@ def run_host(place: str, address: str, port: int, user: str, s: JobSettings, sta
 
     host = RemoteHost(address, port, user, identity=s.identity, known_hosts=s.known_hosts,
                       connect_timeout=s.connect_timeout, name=place)
+    host.io_timeout = s.link_timeout
     work: str | None = None
     pgids: list[int] = []
     link_lost = False

@@ -51,6 +51,10 @@ class Payload:
     def wheels(self) -> list[str]:
         return sorted(n for n in self.files if n.endswith(".whl"))
 
+    @property
+    def pip_wheel(self) -> str:
+        return next((n for n in self.wheels if n.startswith("pip-")), "")
+
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
@@ -167,6 +171,9 @@ def dependency_pins(wheel: Path) -> dict[str, str]:
                              f"({sys.executable}): install sevkit's requirements first") from exc
         pins[name] = dist.version
         todo.extend(_requires(dist))
+    # pip itself is shipped too: hosts run it from its wheel (``python pip.whl/pip install``, the
+    # way get-pip bootstraps) into a ``venv --without-pip``, skipping ensurepip's own install.
+    pins["pip"] = md.version("pip")
     return dict(sorted(pins.items()))
 
 

@@ -74,6 +74,7 @@ class RemoteHost:
         self.name = name or address
         self._client: paramiko.SSHClient | None = None
         self.sessions = 0          # SSH channels opened (commands + sftp): the cost per host
+        self.io_timeout = 30.0     # an SFTP read/write stalled this long is a lost link
 
     @property
     def where(self) -> str:
@@ -196,10 +197,11 @@ class RemoteHost:
                             lines.append(line)
                             on_line(line)
                 elif data == b"" or chan.exit_status_ready():
-                    if chan.exit_status_ready():
-                        break
-                    if chan.closed or chan.eof_received:
-                        break
+                    # EOF can come before the exit-status message: give it a moment to arrive
+                    end = time.monotonic() + 10
+                    while not chan.exit_status_ready() and time.monotonic() < end:
+                        time.sleep(0.02)
+                    break
                 if time.monotonic() - last > link_timeout:
                     chan.close()
                     raise LinkLost(f"{self.name}: SSH link to {self.where} silent for {link_timeout:.0f}s "
@@ -228,6 +230,7 @@ class RemoteHost:
     def put(self, local: Path, remote: str) -> None:
         try:
             sftp = self._transport().open_sftp_client()
+            sftp.get_channel().settimeout(self.io_timeout)   # never wait on a dead link for TCP's minutes
             self.sessions += 1
             try:
                 sftp.put(str(local), remote)
@@ -240,6 +243,7 @@ class RemoteHost:
         """Upload several files over one SFTP session."""
         try:
             sftp = self._transport().open_sftp_client()
+            sftp.get_channel().settimeout(self.io_timeout)   # never wait on a dead link for TCP's minutes
             self.sessions += 1
             try:
                 for name, local in files.items():
@@ -252,6 +256,7 @@ class RemoteHost:
     def get(self, remote: str, local: Path) -> None:
         try:
             sftp = self._transport().open_sftp_client()
+            sftp.get_channel().settimeout(self.io_timeout)   # never wait on a dead link for TCP's minutes
             self.sessions += 1
             try:
                 tmp = local.with_name(local.name + f".{os.getpid()}.part")

@@ -1,0 +1,93 @@
+"""A real labgrid lab for the fleet self-tests: coordinator, exporter and four places.
+
+h00, h01 (gen=genoa) and h02 (gen=turin) are network namespaces with their own sshd;
+h03 (gen=milan) has a place and a NetworkService but nothing answers at its address.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="package")
+def nslab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from benchmarks._fleetlab import LabUnavailable, fleet_lab
+
+    tags = [{"gen": "genoa"}, {"gen": "genoa"}, {"gen": "turin"}, {"gen": "milan"}]
+    try:
+        with fleet_lab(tmp_path_factory.mktemp("fleetlab"), tags, unreachable={3}) as lab:
+            yield lab
+    except LabUnavailable as exc:
+        pytest.fail(f"cannot stand up the fleet lab: {exc}")
+
+
+@dataclass
+class FleetProc:
+    proc: subprocess.Popen[str]
+    lines: list[str]
+
+    def wait(self, timeout: float = 240) -> int:
+        out, _ = self.proc.communicate(timeout=timeout)
+        self.lines.extend(out.splitlines())
+        return self.proc.returncode
+
+    def wait_for_line(self, needle: str, timeout: float) -> str:
+        """Read the progress lines until one contains ``needle`` (the fleet prints one per phase change)."""
+        assert self.proc.stdout is not None
+        end = time.monotonic() + timeout
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        buf = ""
+        while time.monotonic() < end:
+            chunk = self.proc.stdout.read()
+            if chunk:
+                buf += chunk
+                *done, buf = buf.split("\n")
+                for line in done:
+                    self.lines.append(line)
+                    if needle in line:
+                        os.set_blocking(self.proc.stdout.fileno(), True)
+                        return line
+            elif self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        os.set_blocking(self.proc.stdout.fileno(), True)
+        raise AssertionError(f"no line with {needle!r} within {timeout}s; got: {self.lines[-15:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+def start_fleet(lab: object, tmp: Path, *args: str, pytest_args: tuple[str, ...] = ("suites/host",)) -> FleetProc:
+    """``sevkit fleet`` as a separate process (what a CI job runs), stdout+stderr merged."""
+    argv = [sys.executable, "-m", "sevkit", "fleet", "--coordinator", lab.coordinator,  # type: ignore[attr-defined]
+            "--identity", str(lab.user_key), "--known-hosts", str(lab.known_hosts),  # type: ignore[attr-defined]
+            "--report-dir", str(tmp / "reports"), *args, "--", *pytest_args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(argv, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return FleetProc(proc, [])
+
+
+@pytest.fixture
+def fleet(nslab: object, tmp_path: Path) -> Iterator[object]:
+    started: list[FleetProc] = []
+
+    def _run(*args: str, pytest_args: tuple[str, ...] = ("suites/host",)) -> FleetProc:
+        fp = start_fleet(nslab, tmp_path, *args, pytest_args=pytest_args)
+        started.append(fp)
+        return fp
+    yield _run
+    for fp in started:
+        fp.stop()
