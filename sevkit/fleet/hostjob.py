@@ -51,8 +51,9 @@ class JobSettings:
 
 
 def _python_check(host: RemoteHost, python: str) -> str:
-    probe = "import sys, json, importlib.util as u; print(json.dumps([sys.version_info[:3], bool(u.find_spec('venv'))]))"
-    out = host.check(f"{shlex.quote(python)} -c {shlex.quote(probe)}", "python check", timeout=30)
+    probe = ("import sys, json, importlib.util as u; "
+             "print(json.dumps([sys.version_info[:3], bool(u.find_spec('venv'))]))")
+    out = host.check(f"{shlex.quote(python)} -c {shlex.quote(probe)}", "python check")
     (version, has_venv) = json.loads(out.strip().splitlines()[-1])
     text = ".".join(map(str, version))
     if tuple(version[:2]) < MIN_PYTHON:
@@ -72,7 +73,8 @@ def _install(host: RemoteHost, s: JobSettings, work: str, stop: Callable[[], boo
     host.put_many(uploads, f"{work}/wheels")
     host.put_many({"suite.tar.gz": p.files["suite.tar.gz"]}, work)
     manifest = "".join(f"{p.sha256[n]}  {'wheels/' if n.endswith('.whl') else ''}{n}\n" for n in sorted(p.files))
-    status, out, err = host.run(f"cd {work} && sha256sum -c --quiet -", stdin=manifest.encode(), timeout=120)
+    status, out, err = host.run(f"cd {work} && sha256sum -c --quiet -", stdin=manifest.encode(),
+                                timeout=2 * host.io_timeout)
     if status != 0:
         raise RemoteFailed(f"{host.name}: uploaded files do not match their sha256: {(out + err).strip()[-300:]}")
     host.check(f"mkdir -p {work}/suite && tar -xzf {work}/suite.tar.gz -C {work}/suite", "unpack suite")
@@ -96,10 +98,15 @@ def _install(host: RemoteHost, s: JobSettings, work: str, stop: Callable[[], boo
 
 def _fetch(host: RemoteHost, work: str, dest: Path) -> None:
     """tar the run folder, copy it, check the archive's and every file's sha256, unpack."""
-    out = host.check(
-        f"cd {work}/reports/latest && find . -type f -exec sha256sum {{}} + > {work}/report.sha256 && "
-        f"tar -czf {work}/report.tgz . && sha256sum {work}/report.tgz", "pack report folder", timeout=300)
-    archive_sha = out.split()[0]
+    # streamed (heartbeat): a large evidence folder may take a while, a dead link must not
+    res = host.stream(["sh", "-c", f"cd {work}/reports/latest && find . -type f -exec sha256sum {{}} + "
+                       f"> {work}/report.sha256 && tar -czf {work}/report.tgz . && sha256sum {work}/report.tgz"],
+                      cwd=work, on_line=lambda _l: None, stop=lambda: False, link_timeout=host.io_timeout,
+                      heartbeat=min(5.0, host.io_timeout / 4), timeout=1800)
+    last = res.output.strip().splitlines()[-1:] or [""]
+    if res.status != 0 or not re.fullmatch(r"[0-9a-f]{64}\s+\S+", last[0].strip()):
+        raise RemoteFailed(f"{host.name}: packing the report folder failed (exit {res.status}): {last[0][:200]}")
+    archive_sha = last[0].split()[0]
     dest.mkdir(parents=True, exist_ok=True)
     tgz, sums = dest.parent / f".{dest.name}.tgz", dest.parent / f".{dest.name}.sha256"
     try:
@@ -132,7 +139,7 @@ def _cleanup(host: RemoteHost, work: str, pgids: list[int], keep: bool, outcome:
               f"for p in $left; do cat /proc/$p/cmdline 2>/dev/null | tr '\\0' ' '; echo; done; "
               f"[ -n \"$left\" ] && kill -KILL $left 2>/dev/null; "
               f"{'true' if keep else f'rm -rf {shlex.quote(work)}'}")
-    _, out, _ = host.run(script, timeout=60)
+    _, out, _ = host.run(script, timeout=max(60, host.io_timeout))
     outcome.leftovers = [line for line in out.splitlines() if line.strip() and "pgrep" not in line]
     outcome.remote_cleaned = not keep
 

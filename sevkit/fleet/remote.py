@@ -56,6 +56,11 @@ class Streamed:
     pgid: int | None
 
 
+def _why(exc: BaseException) -> str:
+    """A socket timeout's str() is empty: say what it was."""
+    return str(exc) or type(exc).__name__
+
+
 def load_known_hosts(path: Path) -> paramiko.HostKeys:
     keys = paramiko.HostKeys()
     if path.exists():
@@ -118,8 +123,11 @@ class RemoteHost:
             raise LinkLost(f"{self.name}: SSH connection to {self.where} is closed")
         return transport
 
-    def run(self, command: str, *, timeout: float = 60.0, stdin: bytes | None = None) -> tuple[int, str, str]:
-        """A short command: (exit status, stdout, stderr). LinkLost when the link fails or stalls."""
+    def run(self, command: str, *, timeout: float | None = None, stdin: bytes | None = None) -> tuple[int, str, str]:
+        """A short command: (exit status, stdout, stderr). LinkLost when the link fails or it gives
+        no result within ``timeout`` (default ``io_timeout``: a quick command that stalls that
+        long means the link is gone)."""
+        timeout = self.io_timeout if timeout is None else timeout
         deadline = Deadline(timeout)
         try:
             chan = self._transport().open_session(timeout=deadline.cap(20))
@@ -139,7 +147,8 @@ class RemoteHost:
                     break
                 if deadline.expired:
                     chan.close()
-                    raise LinkLost(f"{self.name}: {command.split()[0]!r} gave no result within {timeout:.0f}s",
+                    raise LinkLost(f"{self.name}: SSH link to {self.where} silent: {command.split()[0]!r} "
+                                   f"gave no result within {timeout:.0f}s",
                                    evidence={"command": command, "stdout_tail": out[-500:].decode(errors="replace")})
                 time.sleep(0.05)
             status = chan.recv_exit_status()
@@ -148,7 +157,7 @@ class RemoteHost:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise LinkLost(f"{self.name}: SSH to {self.where} failed during {command.split()[0]!r}: {exc}") from exc
 
-    def check(self, command: str, what: str, *, timeout: float = 60.0) -> str:
+    def check(self, command: str, what: str, *, timeout: float | None = None) -> str:
         status, out, err = self.run(command, timeout=timeout)
         if status != 0:
             tail = " | ".join((err or out).strip().splitlines()[-3:]) or "(no output)"
@@ -227,37 +236,41 @@ class RemoteHost:
             raise LinkLost(f"{self.name}: SSH to {self.where} dropped while running {argv[0]}: {exc}",
                            evidence={"output_tail": "\n".join(lines[-20:])}) from exc
 
+    def _sftp(self) -> paramiko.SFTPClient:
+        sftp = self._transport().open_sftp_client()
+        if sftp is None:
+            raise LinkLost(f"{self.name}: {self.where} refused an SFTP session")
+        chan = sftp.get_channel()
+        if chan is not None:
+            chan.settimeout(self.io_timeout)   # never wait on a dead link for TCP's minutes
+        self.sessions += 1
+        return sftp
+
     def put(self, local: Path, remote: str) -> None:
         try:
-            sftp = self._transport().open_sftp_client()
-            sftp.get_channel().settimeout(self.io_timeout)   # never wait on a dead link for TCP's minutes
-            self.sessions += 1
+            sftp = self._sftp()
             try:
                 sftp.put(str(local), remote)
             finally:
                 sftp.close()
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise LinkLost(f"{self.name}: copying {local.name} to {self.where} failed: {exc}") from exc
+            raise LinkLost(f"{self.name}: copying {local.name} to {self.where} failed: {_why(exc)}") from exc
 
     def put_many(self, files: dict[str, Path], remote_dir: str) -> None:
         """Upload several files over one SFTP session."""
         try:
-            sftp = self._transport().open_sftp_client()
-            sftp.get_channel().settimeout(self.io_timeout)   # never wait on a dead link for TCP's minutes
-            self.sessions += 1
+            sftp = self._sftp()
             try:
                 for name, local in files.items():
                     sftp.put(str(local), f"{remote_dir}/{name}")
             finally:
                 sftp.close()
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise LinkLost(f"{self.name}: copying to {self.where} failed: {exc}") from exc
+            raise LinkLost(f"{self.name}: copying to {self.where} failed: {_why(exc)}") from exc
 
     def get(self, remote: str, local: Path) -> None:
         try:
-            sftp = self._transport().open_sftp_client()
-            sftp.get_channel().settimeout(self.io_timeout)   # never wait on a dead link for TCP's minutes
-            self.sessions += 1
+            sftp = self._sftp()
             try:
                 tmp = local.with_name(local.name + f".{os.getpid()}.part")
                 sftp.get(remote, str(tmp))
@@ -265,4 +278,4 @@ class RemoteHost:
             finally:
                 sftp.close()
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise LinkLost(f"{self.name}: copying {remote} from {self.where} failed: {exc}") from exc
+            raise LinkLost(f"{self.name}: copying {remote} from {self.where} failed: {_why(exc)}") from exc

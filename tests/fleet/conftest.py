@@ -10,9 +10,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,36 +32,44 @@ def nslab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         pytest.fail(f"cannot stand up the fleet lab: {exc}")
 
 
-@dataclass
 class FleetProc:
-    proc: subprocess.Popen[str]
-    lines: list[str]
+    """A running ``sevkit fleet``; a thread collects its output lines as they come."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
 
     def wait(self, timeout: float = 240) -> int:
-        out, _ = self.proc.communicate(timeout=timeout)
-        self.lines.extend(out.splitlines())
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            # PYTHONFAULTHANDLER: SIGABRT makes the hung controller print every thread's stack
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(timeout=30)
+            self._reader.join(timeout=10)
+            raise AssertionError(f"sevkit fleet still running after {timeout}s:\n" + "\n".join(self.lines[-80:])) from exc
+        self._reader.join(timeout=10)
         return self.proc.returncode
 
     def wait_for_line(self, needle: str, timeout: float) -> str:
-        """Read the progress lines until one contains ``needle`` (the fleet prints one per phase change)."""
-        assert self.proc.stdout is not None
+        """Until a line contains ``needle`` (the fleet prints one progress line per phase change)."""
         end = time.monotonic() + timeout
-        os.set_blocking(self.proc.stdout.fileno(), False)
-        buf = ""
+        seen = 0
         while time.monotonic() < end:
-            chunk = self.proc.stdout.read()
-            if chunk:
-                buf += chunk
-                *done, buf = buf.split("\n")
-                for line in done:
-                    self.lines.append(line)
-                    if needle in line:
-                        os.set_blocking(self.proc.stdout.fileno(), True)
-                        return line
-            elif self.proc.poll() is not None:
+            for line in self.lines[seen:]:
+                if needle in line:
+                    return line
+            seen = len(self.lines)
+            if self.proc.poll() is not None and not self._reader.is_alive():
                 break
             time.sleep(0.05)
-        os.set_blocking(self.proc.stdout.fileno(), True)
         raise AssertionError(f"no line with {needle!r} within {timeout}s; got: {self.lines[-15:]}")
 
     def stop(self) -> None:
@@ -75,9 +83,9 @@ def start_fleet(lab: object, tmp: Path, *args: str, pytest_args: tuple[str, ...]
     argv = [sys.executable, "-m", "sevkit", "fleet", "--coordinator", lab.coordinator,  # type: ignore[attr-defined]
             "--identity", str(lab.user_key), "--known-hosts", str(lab.known_hosts),  # type: ignore[attr-defined]
             "--report-dir", str(tmp / "reports"), *args, "--", *pytest_args]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(argv, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return FleetProc(proc, [])
+    return FleetProc(proc)
 
 
 @pytest.fixture
