@@ -54,7 +54,8 @@ class FleetProc:
             self.proc.send_signal(signal.SIGABRT)
             self.proc.wait(timeout=30)
             self._reader.join(timeout=10)
-            raise AssertionError(f"sevkit fleet still running after {timeout}s:\n" + "\n".join(self.lines[-80:])) from exc
+            tail = "\n".join(self.lines[-80:])
+            raise AssertionError(f"sevkit fleet still running after {timeout}s:\n{tail}") from exc
         self._reader.join(timeout=10)
         return self.proc.returncode
 
