@@ -8,6 +8,7 @@ usage error. Per-host outcomes are in reports/fleet-<run-id>/result.json either 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -97,6 +98,8 @@ def fleet_cmd(args: argparse.Namespace) -> int:
     settings = FleetSettings(coordinator=args.coordinator, selectors=selectors, job=job, checkout=checkout,
                              parallel=args.parallel, reserve_timeout=args.reserve_timeout,
                              report_root=Path(args.report_dir))
+    # labgrid's client logs through the root logger; its failures reach us as LabError (one line)
+    logging.getLogger().addHandler(logging.NullHandler())
     with sigterm_as_interrupt():
         run = run_fleet(settings)
     for o in run.outcomes:

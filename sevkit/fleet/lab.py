@@ -71,7 +71,7 @@ class Lab:
         self._thread.start()
         self._session: Any = None
         try:
-            self._session = self._call(self._start(), "connect to coordinator")
+            self._session = self._call(self._start(), f"connect to coordinator {self.address}")
         except BaseException:
             self._stop_loop()
             raise

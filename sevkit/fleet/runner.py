@@ -117,11 +117,7 @@ def run_fleet(settings: FleetSettings) -> FleetRun:
     complete = True
 
     with tempfile.TemporaryDirectory(prefix="sevkit-fleet-payload-") as tmp:
-        # build before reserving: no place is held while the controller compiles wheels
-        payload = build_payload(settings.checkout, Path(tmp),
-                                with_wheels=settings.job.installed_checkout is None)
-        job = replace(settings.job, payload=payload, run_id=run_id)
-        lab = Lab(settings.coordinator)
+        lab = Lab(settings.coordinator)   # first: a wrong address or selection fails in a second
         holds = _Holds(lab)
         pool = cf.ThreadPoolExecutor(max_workers=max(1, settings.parallel), thread_name_prefix="fleet-host")
         running: dict[cf.Future[HostOutcome], str] = {}
@@ -134,8 +130,11 @@ def run_fleet(settings: FleetSettings) -> FleetRun:
                                   for n, p in sorted(places.items())) or "none"
                 raise UsageError(f"--match {' '.join(selection)} selects no labgrid place "
                                  f"(places at {lab.address}: {known})")
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "hosts").mkdir()
+            # built before reserving: no place is held while the controller builds wheels
+            payload = build_payload(settings.checkout, Path(tmp),
+                                    with_wheels=settings.job.installed_checkout is None)
+            job = replace(settings.job, payload=payload, run_id=run_id)
+            (folder / "hosts").mkdir(parents=True, exist_ok=True)
             for name in chosen:
                 states[name] = HostState(name, dict(places[name].tags))
                 states[name].set_phase(Phase.RESERVING)
@@ -195,12 +194,14 @@ def run_fleet(settings: FleetSettings) -> FleetRun:
         if progress is not None:
             progress.final()
 
+    folder.mkdir(parents=True, exist_ok=True)   # also when interrupted before any host started
+    (folder / "hosts").mkdir(exist_ok=True)
     ordered = [outcomes[n] for n in sorted(outcomes)]
     for o in ordered:   # report folders are stored relative to the fleet folder
         if o.report_dir:
             o.report_dir = str(Path(o.report_dir).relative_to(folder))
-    result = merge.write_result(folder, run_id=run_id, selection=selection, profile=job.profile,
-                                pytest_args=job.pytest_args, outcomes=ordered, complete=complete,
+    result = merge.write_result(folder, run_id=run_id, selection=selection, profile=settings.job.profile,
+                                pytest_args=settings.job.pytest_args, outcomes=ordered, complete=complete,
                                 started=started, previous=previous, notes=notes)
     merge.write_junit(folder, ordered)
     from .page import write_page
