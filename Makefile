@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sevkit-installed
 PYTEST_ARGS ?=
 
-.PHONY: conformance test env hostdeps image bench lint clean
+.PHONY: conformance test env hostdeps image bench lint clean fleet-demo
 
 hostdeps:
 	@scripts/host-deps.sh
@@ -36,6 +36,10 @@ test: env image lint
 lint: env
 	$(VENV)/bin/ruff check sevkit fixtures suites tests
 	$(VENV)/bin/mypy
+
+# a labgrid coordinator + exporter + three network-namespace hosts, one fleet run, torn down (root)
+fleet-demo: env
+	$(PY) -m benchmarks.fleet demo
 
 bench: env image
 	$(PY) -m benchmarks.run

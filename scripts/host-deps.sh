@@ -7,6 +7,7 @@ PKGS=(
   qemu-system-x86 qemu-utils ovmf           # guests
   debootstrap e2fsprogs                     # guest image build (no loop mounts)
   openssh-server openssh-client             # the self-tests' private sshd; ssh-keygen
+  iproute2                                  # fleet self-tests and demo: network namespaces
   kmod msr-tools cpuid                      # modprobe cpuid/msr, rdmsr, cpuid for manual triage
   ca-certificates xz-utils zstd cpio
 )
