@@ -38,13 +38,26 @@ def _junit_outcome(case: ET.Element) -> str:
     return "passed"
 
 
+# result.json requirement outcomes (catalog vocabulary) -> the fleet's lower-case outcomes
+_OUTCOMES = {"PASS": "passed", "FAIL": "failed", "ERROR": "error", "SKIPPED": "skipped",
+             "NOT-APPLICABLE": "not-applicable", "WAIVED": "waived"}
+
+
 def _from_result_json(data: dict[str, Any], summary: RunSummary) -> None:
-    for item in data.get("requirements") or data.get("tests") or []:
+    """A per-run result.json: ``requirements[]`` with ``id`` and ``outcome`` (PASS, FAIL, ...)."""
+    for item in data.get("requirements") or []:
         if isinstance(item, dict):
-            key = str(item.get("id") or item.get("nodeid") or "")
-            outcome = str(item.get("outcome") or item.get("status") or "")
+            key = str(item.get("id") or "")
+            outcome = str(item.get("outcome") or "")
             if key and outcome:
-                summary.requirements[key] = outcome
+                summary.requirements[key] = _OUTCOMES.get(outcome, outcome.lower())
+    host = data.get("host")
+    if isinstance(host, dict):
+        ident = host.get("identity", host)
+        if isinstance(ident, dict):
+            summary.identity = {k: v for k, v in ident.items() if isinstance(v, str | int | float | bool)}
+    if isinstance(data.get("exit_code"), int):
+        summary.exit_code = int(data["exit_code"])
 
 
 def load_run(folder: Path) -> RunSummary:
@@ -72,7 +85,7 @@ def load_run(folder: Path) -> RunSummary:
     for outcome in summary.requirements.values():
         summary.counts[outcome] = summary.counts.get(outcome, 0) + 1
     host = folder / "host.json"
-    if host.is_file():
+    if host.is_file() and not summary.identity:
         try:
             data = json.loads(host.read_text())
             summary.identity = dict(data.get("identity") or {})
@@ -80,7 +93,7 @@ def load_run(folder: Path) -> RunSummary:
         except (ValueError, OSError, AttributeError):
             pass
     code = folder / "exit_code"
-    if code.is_file():
+    if code.is_file() and summary.exit_code is None:
         with contextlib.suppress(ValueError):
             summary.exit_code = int(code.read_text().strip())
     return summary

@@ -59,8 +59,11 @@ def test_load_run_reads_junit_exit_code_and_identity(tmp_path: Path) -> None:
 
 def test_load_run_prefers_result_json(tmp_path: Path) -> None:
     folder = _run_folder(tmp_path / "r")
-    (folder / "result.json").write_text(json.dumps({"requirements": [{"id": "HOST-1", "outcome": "passed"}]}))
-    assert load_run(folder).requirements == {"HOST-1": "passed"}
+    (folder / "result.json").write_text(json.dumps({"exit_code": 0, "requirements": [
+        {"id": "HOST-CPU-001", "outcome": "PASS"}, {"id": "HOST-KVM-002", "outcome": "NOT-APPLICABLE"}]}))
+    run = load_run(folder)
+    assert run.requirements == {"HOST-CPU-001": "passed", "HOST-KVM-002": "not-applicable"}
+    assert run.exit_code == 0 and run.identity["kernel"] == "6.12"   # identity still from host.json
 
 
 def test_exit_code_rules() -> None:
