@@ -32,6 +32,9 @@ from .payload import build_payload
 from .progress import Progress
 from .selection import Selector, describe, matches
 
+# labgrid expires a reservation not polled for 60 s (common.py Reservation.refresh); acquired
+# ones are kept by the coordinator, polling them too is cheap insurance
+REFRESH_S = 20.0
 STOP_GRACE_S = 120.0   # how long running jobs get to stop their suites and clean up after a stop
 
 
@@ -140,7 +143,7 @@ def run_fleet(settings: FleetSettings) -> FleetRun:
                 states[name].set_phase(Phase.RESERVING)
                 holds.tokens[name] = lab.reserve(name)
             progress = Progress(list(states.values()), settings.progress_out, live=settings.live)
-            reserve_start = time.monotonic()
+            reserve_start = refreshed = time.monotonic()
             pending = list(chosen)
             while pending or running:
                 for name in list(pending):
@@ -159,8 +162,10 @@ def run_fleet(settings: FleetSettings) -> FleetRun:
                         who = f" (held by {holder.acquired})" if holder and holder.acquired else ""
                         _finish(outcomes, states[name], holds,
                                 f"reservation timeout: place busy for {settings.reserve_timeout:.0f}s{who}")
-                for token in [holds.tokens[n] for n in running.values() if n in holds.tokens]:
-                    lab.poll(token)   # keep our reservations fresh while we work
+                if time.monotonic() - refreshed > REFRESH_S:
+                    refreshed = time.monotonic()
+                    for token in [holds.tokens[n] for n in running.values() if n in holds.tokens]:
+                        lab.poll(token)   # keep our reservations fresh while we work
                 done, _ = cf.wait(list(running), timeout=settings.poll_interval, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     name = running.pop(fut)
