@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,7 +172,7 @@ def _wait_sshd(host: NsHost, seconds: float = 15) -> None:
 
 
 @contextlib.contextmanager
-def fleet_lab(folder: Path, host_tags: list[Mapping[str, str]], *, net: int = 213,
+def fleet_lab(folder: Path, host_tags: Sequence[Mapping[str, str]], *, net: int = 213,
               unreachable: set[int] | None = None) -> Iterator[FleetLab]:
     """Coordinator + exporter + one namespace host per entry of ``host_tags`` (places h00, h01, ...).
 
