@@ -131,3 +131,15 @@ def test_cli_usage_errors_are_one_line(args: list[str], message: str, tmp_path: 
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sevkit: error:") and message in lines[0], proc.stderr
+
+
+def test_progress_live_table_redraws_in_place() -> None:
+    out = io.StringIO()
+    states = [HostState("h00"), HostState("h01")]
+    p = Progress(states, out, live=True)
+    p.update()
+    states[1].set_phase(Phase.INSTALLING)
+    p.update()
+    text = out.getvalue()
+    assert text.count("\x1b[3F") == 1            # the second draw moved up over header + 2 rows
+    assert "installing" in text.split("\x1b[3F")[1]
