@@ -135,14 +135,19 @@ def test_link_dropped_mid_run(fleet: Any, nslab: Any, tmp_path: Path) -> None:
 def test_place_reserved_by_someone_else(fleet: Any, nslab: Any, tmp_path: Path) -> None:
     """Another labgrid user holds h02: the fleet queues a reservation, waits --reserve-timeout,
     then reports h02 as not measured (held by whom) and leaves no reservation behind."""
-    client = [str(Path(sys.executable).parent / "labgrid-client"), "-x", nslab.coordinator, "-p", "h02"]
+    client = [str(Path(sys.executable).parent / "labgrid-client"), "-x", nslab.coordinator]
     env = {"LG_USERNAME": "someone-else", "PATH": "/usr/bin:/bin"}
-    subprocess.run([*client, "lock"], check=True, env=env, capture_output=True, timeout=60)
+    # what a colleague does: reserve the place, then lock it with the reservation's token
+    out = subprocess.run([*client, "reserve", "--wait", "--shell", "name=h02"], check=True, env=env,
+                         capture_output=True, text=True, timeout=60).stdout
+    token = out.strip().rpartition("LG_TOKEN=")[2]
+    subprocess.run([*client, "-p", f"+{token}", "lock"], check=True, env=env, capture_output=True, timeout=60)
     try:
         fp = fleet("--match", "name=h02", "--reserve-timeout", "3")
         rc = fp.wait()
     finally:
-        subprocess.run([*client, "unlock"], check=True, env=env, capture_output=True, timeout=60)
+        subprocess.run([*client, "-p", "h02", "unlock"], check=True, env=env, capture_output=True, timeout=60)
+        subprocess.run([*client, "cancel-reservation", token], check=True, env=env, capture_output=True, timeout=60)
     assert rc == 2, "\n".join(fp.lines[-30:])
     _, result = _result(tmp_path)
     h = _host(result, "h02")
