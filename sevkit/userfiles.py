@@ -34,7 +34,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -180,10 +180,9 @@ def read_file(path: str | os.PathLike[str], cap: Cap, what: str = "", *, stdin: 
     return data
 
 
-@contextmanager
-def atomic_output(path: str | os.PathLike[str], what: str, *, mode: int = 0o600) -> Iterator[BinaryIO]:
-    """Yield a file to write ``path``'s new content into; on a clean exit it replaces ``path``
-    (mode ``mode``), on any exception it is removed and ``path`` is untouched. Errors name the file."""
+def check_output(path: str | os.PathLike[str], what: str) -> tuple[str, str, str, str]:
+    """Refuse an output name before any work is done: empty, a folder, an existing non-regular
+    file (device node, FIFO, symlink), or a missing folder. Returns (name, label, folder, base)."""
     name = os.fspath(path)
     label = _label(what, name)
     if name == "":
@@ -198,12 +197,22 @@ def atomic_output(path: str | os.PathLike[str], what: str, *, mode: int = 0o600)
         st = None
     except OSError as exc:
         raise _oserror(exc, label) from None
+    except ValueError:
+        raise InputError(f"{label}: not a valid file name", evidence={"file": label}) from None
     if st is not None and not stat.S_ISREG(st.st_mode):
         kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else _kind_of(st.st_mode)
         raise InputError(f"{label}: exists and is {kind}; refusing to replace it with a regular file",
                          evidence={"file": label})
     if not os.path.isdir(folder):
         raise InputError(f"{label}: folder {shown(folder)} does not exist", evidence={"file": label})
+    return name, label, folder, base
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str], what: str, *, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """Yield a file to write ``path``'s new content into; on a clean exit it replaces ``path``
+    (mode ``mode``), on any exception it is removed and ``path`` is untouched. Errors name the file."""
+    name, label, folder, base = check_output(path, what)
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base[:64]}.", suffix=".part")
     except OSError as exc:
@@ -222,10 +231,8 @@ def atomic_output(path: str | os.PathLike[str], what: str, *, mode: int = 0o600)
         raise InputError(f"{label}: cannot write: {exc.strerror or exc}", evidence={"file": label}) from None
     finally:
         if not done:
-            try:
+            with suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def write_output(path: str | os.PathLike[str], data: bytes, what: str, *, mode: int = 0o600) -> None:

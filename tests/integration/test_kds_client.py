@@ -212,10 +212,11 @@ def test_certificate_table_wins_over_kds(tmp_path: Path) -> None:
 
 
 def test_refusals_before_any_request() -> None:
+    local = KdsClient(base_url="http://127.0.0.1:9", allow_http=True)
     with pytest.raises(KdsError, match="cannot tell Milan from Genoa"):
-        obtain_vcek(load_report(_read("virtee-sev/report_milan.bin")), kds=KdsClient(base_url="http://127.0.0.1:9", allow_http=True))
+        obtain_vcek(load_report(_read("virtee-sev/report_milan.bin")), kds=local)
     with pytest.raises(KdsError, match="VLEK"):
-        obtain_vcek(load_report(_read("constellation/aws_report.txt")), kds=KdsClient(base_url="http://127.0.0.1:9", allow_http=True))
+        obtain_vcek(load_report(_read("constellation/aws_report.txt")), kds=local)
 
 
 def test_turin_url_shape() -> None:
