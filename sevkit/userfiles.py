@@ -13,7 +13,7 @@ when the name holds anything a terminal would not show as itself (``shown``).
     attestation report       1 MiB      a report is 1184 bytes; hex, base64 or an Azure HCL blob is a few KiB
     certificate / chain      1 MiB      a VCEK is ~1.4 KiB DER, ARK+ASK ~4 KiB PEM
     certificate table        1 MiB      the kernel's certificate blob is at most a few pages
-    captured log             64 MiB     a full `dmesg` or journal excerpt is well under this
+    captured log             32 MiB     CONFIG_LOG_BUF_SHIFT is at most 25 (init/Kconfig): a whole kernel log fits
     host bundle (.tar.gz)    64 MiB     a collector bundle is ~100 KiB compressed
     bundle raw.json          32 MiB     uncompressed collector output, ~1 MiB on a large host
     SSH private key          1 MiB      an OpenSSH key is a few KiB
@@ -60,7 +60,7 @@ REPORT = Cap("attestation report", 1 * MiB)
 CERTIFICATE = Cap("certificate", 1 * MiB)
 CHAIN = Cap("certificate chain", 1 * MiB)
 CERT_TABLE = Cap("certificate table", 1 * MiB)
-CAPTURE = Cap("captured log", 64 * MiB)
+CAPTURE = Cap("captured log", 32 * MiB)
 BUNDLE = Cap("host bundle", 64 * MiB)
 BUNDLE_RAW_JSON = Cap("bundle raw.json", 32 * MiB)
 SSH_KEY = Cap("SSH private key", 1 * MiB)
@@ -109,8 +109,8 @@ def _oserror(exc: OSError, label: str) -> InputError:
     if isinstance(exc, PermissionError):
         return InputError(f"{label}: permission denied", evidence={"file": label})
     if isinstance(exc, NotADirectoryError):
-        return InputError(f"{label}: a component of the path is not a folder", evidence={"file": label})
-    return InputError(f"{label}: cannot open: {exc.strerror or exc}", evidence={"file": label})
+        return InputError(f"{label}: cannot read: a component of the path is not a folder", evidence={"file": label})
+    return InputError(f"{label}: cannot read: {exc.strerror or exc}", evidence={"file": label})
 
 
 def check_regular(path: str | os.PathLike[str], what: str = "") -> os.stat_result:
