@@ -218,6 +218,20 @@ def _raw_json_of(fh: BinaryIO, label: str) -> bytes:
     raise InputError(f"{label}: no {BUNDLE_RAW} inside (not a sevkit collect bundle)")
 
 
+def _check_gzip_whole(fh: BinaryIO, label: str) -> None:
+    """Decompress the whole stream once (output discarded, at most BUNDLE_MAX_SCAN bytes): a bundle
+    cut short anywhere, even after raw.json, is refused rather than graded as if complete."""
+    inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    produced = 0
+    while not inflate.eof:
+        chunk = inflate.unconsumed_tail or fh.read(65536)
+        if not chunk:
+            raise InputError(f"{label}: truncated (the gzip stream ends early)")
+        produced += len(inflate.decompress(chunk, 1 << 20))
+        if produced > BUNDLE_MAX_SCAN:
+            raise InputError(f"{label}: expands to over {BUNDLE_MAX_SCAN >> 20} MiB, not a sevkit collect bundle")
+
+
 def read_bundle(path: str | Path) -> RawInputs:
     """The collector output inside a bundle, checked against the schema; InputError (one line
     naming the bundle) for anything else."""
@@ -229,6 +243,8 @@ def read_bundle(path: str | Path) -> RawInputs:
         if size > userfiles.BUNDLE.limit:
             raise InputError(f"{label}: larger than the {userfiles.BUNDLE.text} cap for a {userfiles.BUNDLE.kind}")
         try:
+            _check_gzip_whole(fh, label)
+            fh.seek(0)
             blob = _raw_json_of(fh, label)
         except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as exc:
             detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

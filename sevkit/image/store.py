@@ -48,7 +48,14 @@ def default_store() -> Path:
 def _store(cache_dir: str | Path | None) -> Path:
     if cache_dir is not None and str(cache_dir) == "":
         raise InputError("image store: empty folder name (leave --out out for the default store)")
-    return Path(cache_dir) if cache_dir is not None else default_store()
+    store = Path(cache_dir) if cache_dir is not None else default_store()
+    try:
+        st = os.stat(store)
+    except OSError:
+        return store                  # missing (built on demand) or unreadable (reported where used)
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"image store {shown(store)}: exists and is not a folder")
+    return store
 
 
 def image_dir(recipe: Recipe, cache_dir: str | Path | None = None) -> Path:
