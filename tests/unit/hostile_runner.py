@@ -46,10 +46,9 @@ def _child(case: dict[str, Any], out: str, err: str, as_limit: int) -> None:
 
 
 def run(cases: list[dict[str, Any]], *, workers: int, timeout: float, as_limit: int) -> list[dict[str, Any]]:
-    import sevkit.cli
-    for name in sevkit.cli._modules():    # import every subcommand once, before forking
-        __import__(f"sevkit.cli.{name}")
-    import sevkit.attestation.verdict  # noqa: F401  (cryptography: the heaviest import)
+    import sevkit.attestation.verdict  # noqa: F401  (cryptography, the heaviest import: loaded once)
+    from sevkit.cli import build_parser
+    build_parser()                        # imports every subcommand once, before forking
 
     results: list[dict[str, Any] | None] = [None] * len(cases)
     running: dict[int, tuple[int, float, str, str]] = {}
