@@ -78,6 +78,13 @@ def _hex(text: str | None, what: str, size: int, *, pad: bool = False) -> bytes 
     return None if text is None else hex_bytes(text, what, size, pad=pad)
 
 
+def _min_tcb(text: str) -> dict[str, int]:
+    try:
+        return parse_min_tcb(text)
+    except UsageError as exc:
+        raise UsageError(f"--min-tcb: {exc}") from None
+
+
 def _expectations(a: argparse.Namespace) -> Expectations:
     if a.vmpl is not None and not 0 <= a.vmpl <= 3:
         raise UsageError(f"--vmpl {a.vmpl}: VMPL is 0..3")
@@ -89,7 +96,7 @@ def _expectations(a: argparse.Namespace) -> Expectations:
             raise UsageError(f"--policy {a.policy!r} is not a number (e.g. 0x30000)") from None
     return Expectations(
         nonce=_hex(a.nonce, "--nonce", 64, pad=True), measurement=_hex(a.measurement, "--measurement", 48),
-        vmpl=a.vmpl, min_tcb=None if a.min_tcb is None else parse_min_tcb(a.min_tcb),
+        vmpl=a.vmpl, min_tcb=None if a.min_tcb is None else _min_tcb(a.min_tcb),
         host_data=_hex(a.host_data, "--host-data", 32),
         id_key_digest=_hex(a.id_key_digest, "--id-key-digest", 48),
         author_key_digest=_hex(a.author_key_digest, "--author-key-digest", 48),
