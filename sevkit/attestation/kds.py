@@ -156,7 +156,7 @@ class KdsClient:
                 if status != 429 and status < 500:
                     raise KdsError(f"KDS {url}: HTTP {status} {reason}",
                                    evidence={"url": url, "status": status, "log": self.log})
-                wait_now = _retry_after(headers.get("Retry-After"))
+                wait_now = retry_after_seconds(headers.get("Retry-After"))
             pause = min(self.max_wait, wait if wait_now is None else wait_now)
             if attempt == self.max_attempts or pause >= deadline.remaining:
                 break
@@ -178,11 +178,11 @@ class KdsClient:
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
         expired = threading.Event()
+        held: list[socket.socket] = []     # the connection drops its own reference when the answer says close
 
         def watchdog() -> None:       # wakes a recv blocked on a trickling server
             expired.set()
-            sock = conn.sock
-            if sock is not None:
+            for sock in held:
                 with contextlib.suppress(OSError):
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
@@ -190,6 +190,11 @@ class KdsClient:
         timer.daemon = True
         timer.start()
         try:
+            conn.connect()
+            if conn.sock is not None:
+                held.append(conn.sock)
+            if expired.is_set():
+                raise TimeoutError(f"attempt exceeded {timeout:.1f}s")
             conn.request("GET", target or "/", headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
             resp = conn.getresponse()
             headers = {k: v for k, v in resp.getheaders()}
@@ -210,6 +215,8 @@ class KdsClient:
                 chunks.append(chunk)
             if expired.is_set():
                 raise TimeoutError(f"attempt exceeded {timeout:.1f}s")
+            if resp.length:           # http.client returns short data at EOF instead of raising
+                raise http.client.IncompleteRead(b"".join(chunks), resp.length)
             return resp.status, resp.reason, headers, b"".join(chunks)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             if expired.is_set():
@@ -224,7 +231,7 @@ def _positive_finite(value: float) -> bool:
     return isinstance(value, (int, float)) and 0 < value < float("inf")
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
     """Retry-After as seconds (delta-seconds or an HTTP date); None when absent or unusable."""
     if not value:
         return None
