@@ -19,6 +19,7 @@ from .cpuid import parse_cpuid_text
 from .cpuinfo import parse_cpuinfo
 from .dmesg import parse_guest_dmesg, parse_host_dmesg
 from .kvmparams import parse_kvm_params
+from .lines import MAX_LINE, cap_lines
 from .okreport import parse_ok_report, parse_tcb_blocks, tcb_notes
 
 MAX_BYTES = CAPTURE.limit      # a full dmesg is well under this; anything bigger is not a paste
@@ -42,20 +43,6 @@ def _is_binary(data: bytes) -> bool:
     # kernel logs and tool output are ASCII but for a prompt glyph or two
     foreign = len(text) - len(text.encode("ascii", "ignore"))
     return bad > max(2, len(text) // 100) or foreign > max(16, len(text) // 4)
-
-
-MAX_LINE = 2048     # printk lines are < 1 KiB (LOG_LINE_MAX), a cpuinfo flags line ~1.5 KiB: longer is no capture line
-_LONG_LINE = re.compile(rf"[^\n]{{{MAX_LINE + 1}}}")
-
-
-def cap_lines(text: str) -> tuple[str, int]:
-    """``text`` with every line cut to MAX_LINE characters (the patterns then see bounded lines),
-    and how many lines were cut."""
-    if not _LONG_LINE.search(text):
-        return text, 0
-    lines = text.split("\n")
-    cut = sum(1 for ln in lines if len(ln) > MAX_LINE)
-    return "\n".join(ln[:MAX_LINE] for ln in lines), cut
 
 
 def read_capture(path: str | Path) -> str:
