@@ -239,3 +239,19 @@ def test_errors_name_their_file(tmp_path: Path) -> None:
     key = tmp_path / "key"
     key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot base64\n-----END OPENSSH PRIVATE KEY-----\n")
     one_line(*run(["probe", "--target", "ssh://root@127.0.0.1:1", "--identity", str(key)]), str(key))
+
+
+# -- 9. JSON from a guest ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("blob,words", [
+    (b"[" * 100_000 + b"]" * 100_000, "garbled"),
+    (b'{"report_b64": 7}', "report_b64"),
+    (b'{"report_b64": "' + b"A" * 20000 + b'"}', "report_b64"),
+    (b'{"error": null, "tried": "x"}', "does not fit"),
+    (b'{"prepared": {"a": {"b": [1]}}}', "prepared"),
+    (b'[]', "top level"),
+])
+def test_guest_answer_of_wrong_shape_is_an_attestation_error(blob: bytes, words: str) -> None:
+    from sevkit.attestation.guestanswer import parse_answer
+    from sevkit.errors import AttestationError
+    with pytest.raises(AttestationError, match=words):
+        parse_answer(blob)
