@@ -3,9 +3,10 @@ line padded with blanks, `SEV: ` repeated, cpuid lines with long blank runs, ...
 repeated to 128 KiB of text (synthetic, built here).
 
 The budget comes from the benchmark, not from this test: ``make bench`` (benchmarks/regex.py)
-measured at most 0.31 s/MiB over all families and both paths, on this 2-core machine at load
-average 22 (reports/bench/regex.json). 128 KiB is then ~0.04 s; the bound below is 100 times
-that, so only a return of super-linear behaviour (the original inputs took minutes) can trip it.
+measured at most 0.51 s/MiB over all families and both paths (ok-padded through analyze), on this
+2-core machine at load average 14-22 (reports/bench/regex.json). 128 KiB is then ~0.07 s; the
+bound below is ~60 times that, so only a return of super-linear behaviour (the original inputs
+took minutes) can trip it.
 """
 
 from __future__ import annotations
