@@ -22,7 +22,6 @@ from .kvmparams import parse_kvm_params
 from .lines import MAX_LINE, cap_lines
 from .okreport import parse_ok_report, parse_tcb_blocks, tcb_notes
 
-MAX_BYTES = CAPTURE.limit      # a full dmesg is well under this; anything bigger is not a paste
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")      # `dmesg --color=always`
 KERNEL_LINE = re.compile(r"^[ \t]*+\[[ \t]*+\d+\.\d+\]|\bkernel: ", re.M)
 LOG_START = re.compile(r"^\s*(?:<\d>)?\[(?:[\s\d.]*\d|[A-Z][a-z]{2} )")   # "[    6.0", "[Wed Oct"
