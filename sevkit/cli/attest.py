@@ -17,6 +17,8 @@ import datetime as dt
 import json
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from ..attestation.appraise import Expectations, hex_bytes, parse_min_tcb
 from ..attestation.inputs import load_report
 from ..attestation.kds import KDS_URL, KdsClient, obtain_vcek
 from ..attestation.verdict import attest
-from ..errors import UsageError
+from ..errors import SevkitError, UsageError
 from ..userfiles import CERT_TABLE, CERTIFICATE, CHAIN, REPORT, read_file, shown, write_output
 
 
@@ -114,13 +116,28 @@ def _at(text: str | None) -> dt.datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
+@contextmanager
+def _naming(*inputs: tuple[str, str | None]) -> Iterator[None]:
+    """An error that names none of the input files gets them appended: every error line says
+    which files it is about (issue 10 item 11; e.g. a leaf whose key is not ECDSA P-384)."""
+    try:
+        yield
+    except SevkitError as exc:
+        given = [(what, shown(name)) for what, name in inputs if name is not None]
+        if not any(name in exc.message for _, name in given):
+            exc.message = f"{exc.message} ({', '.join(f'{what} {name}' for what, name in given)})"
+            exc.args = (exc.message,)
+        raise
+
+
 def cmd_verify(a: argparse.Namespace) -> int:
     expectations = _expectations(a)
     when = _at(a.at)
-    verdict = attest(read_file(a.report, REPORT, "report"), read_file(a.cert, CERTIFICATE, "certificate"),
+    with _naming(("report", a.report), ("certificate", a.cert), ("chain", a.chain)):
+        verdict = attest(read_file(a.report, REPORT, "report"), read_file(a.cert, CERTIFICATE, "certificate"),
                      chain_data=None if a.chain is None else read_file(a.chain, CHAIN, "chain"),
-                     expectations=expectations, at=when, report_source=shown(a.report),
-                     cert_source=shown(a.cert), chain_source="chain" if a.chain is None else shown(a.chain))
+                         expectations=expectations, at=when, report_source=shown(a.report),
+                         cert_source=shown(a.cert), chain_source="chain" if a.chain is None else shown(a.chain))
     if a.json:
         json.dump(verdict.to_dict(), sys.stdout, indent=2)
         print()
@@ -154,9 +171,10 @@ def cmd_fetch_vcek(a: argparse.Namespace) -> int:
     kds = None if a.offline else KdsClient(base_url=a.kds_url, total_timeout=a.timeout,
                                            allow_http=a.kds_allow_http)
     report = load_report(read_file(a.report, REPORT, "report"), shown(a.report), product_hint=a.product)
-    got = obtain_vcek(report, product=a.product,
-                      cert_table=None if a.certs is None else read_file(a.certs, CERT_TABLE, "certificate table"),
-                      cache_dir=None if a.cache is None else Path(a.cache), kds=kds)
+    with _naming(("report", a.report), ("certificate table", a.certs)):
+        got = obtain_vcek(report, product=a.product,
+                          cert_table=None if a.certs is None else read_file(a.certs, CERT_TABLE, "certificate table"),
+                          cache_dir=None if a.cache is None else Path(a.cache), kds=kds)
     write_output(a.output, got.der, "VCEK output", mode=0o644)
     print(f"VCEK from {got.source} -> {shown(a.output)}")
     return 0

@@ -239,6 +239,26 @@ def test_errors_name_their_file(tmp_path: Path) -> None:
     key = tmp_path / "key"
     key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot base64\n-----END OPENSSH PRIVATE KEY-----\n")
     one_line(*run(["probe", "--target", "ssh://root@127.0.0.1:1", "--identity", str(key)]), str(key))
+    cert = tmp_path / "p256.pem"                # synthetic: a self-signed P-256 "SEV-VCEK", not AMD's
+    cert.write_bytes(_self_signed_p256())
+    one_line(*run(["attest", "verify", str(REPORT_BIN), "--cert", str(cert)]), str(cert))
+    one_line(*run(["attest", "verify", str(REPORT_BIN), "--cert", str(cert), "--chain", str(cert)]), str(cert))
+    one_line(*run(["attest", "fetch-vcek", str(REPORT_BIN), "--offline"]), str(REPORT_BIN))
+
+
+def _self_signed_p256() -> bytes:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SEV-VCEK")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(dt.datetime(2020, 1, 1)).not_valid_after(dt.datetime(2040, 1, 1))
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 # -- 9. JSON from a guest ----------------------------------------------------------------------------------
