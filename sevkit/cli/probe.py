@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import struct
 import sys
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..host import PROFILES, HostReport, collect, grade, parse_target, read_bundle, write_bundle
 from ..host.capabilities import Capabilities
 from ..host.capabilities import read as read_capabilities
@@ -64,8 +65,14 @@ def probe_cmd(args: argparse.Namespace) -> int:
     else:
         _check_identity(args)
         raw = collect(parse_target(args.target), args.identity)
-    report = grade(raw)
-    caps = read_capabilities(raw)
+    try:
+        report = grade(raw)
+        caps = read_capabilities(raw)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error) as exc:
+        # defence in depth behind the schema: what came from a bundle or a remote host is untrusted
+        raise InputError(f"{'bundle ' + shown(args.bundle) if args.bundle is not None else str(args.target)}: "
+                         f"the raw inputs hold values the grader cannot use ({type(exc).__name__}: "
+                         f"{str(exc)[:160]})") from None
     verdict = report.verdict(profile)
     if args.json:
         out = report.to_json()

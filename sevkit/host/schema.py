@@ -61,12 +61,22 @@ FILE = _obj({"text": TEXT, **ERRNO})
 LISTING = _obj({"entries": _array(STR), **ERRNO})
 DEVICE = _obj({"exists": {"type": "boolean"}, "mode": STR, "uid": INT, "gid": INT, "readable": {"type": "boolean"},
                "writable": {"type": "boolean"}, "api_version": OPT_INT, "sev_vmsa_features": DETAIL, **ERRNO})
-IOCTL = {"anyOf": [{"type": "null"},
-                   _obj({"hex": {"type": "string", "pattern": "^[0-9a-fA-F]*$", "maxLength": 4096},
-                         "fw_error": OPT_INT, **ERRNO})]}
+B64 = {"type": "string", "maxLength": MIB,      # exact base64, so decoding cannot fail
+       "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"}
+
+
+def _ioctl(size: int) -> dict[str, Any]:
+    """An ioctl's answer: the whole status buffer (``size`` bytes, as the collector asks) or an error."""
+    return {"anyOf": [{"type": "null"},
+                      _obj({"hex": {"type": "string", "pattern": f"^[0-9a-fA-F]{{{2 * size}}}$"},
+                            "fw_error": OPT_INT, **ERRNO})]}
+
+
+# collector.py: SEV_PLATFORM_STATUS into 12 bytes, SNP_PLATFORM_STATUS into 32
+IOCTL = _obj({"SEV_PLATFORM_STATUS": _ioctl(12), "SNP_PLATFORM_STATUS": _ioctl(32)})
 HEX_KEY = "^0x[0-9a-fA-F]{8}$"
 OVMF_IMAGE = _obj({"path": STR, "realpath": STR, "size": INT, **ERRNO}, required=("path",))
-OVMF_CONTENT = _obj({"sha256": STR, "head_b64": STR, "tail_b64": STR, **ERRNO})
+OVMF_CONTENT = _obj({"sha256": STR, "head_b64": B64, "tail_b64": B64, **ERRNO})
 
 RAW_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -89,7 +99,7 @@ RAW_SCHEMA: dict[str, Any] = {
         "iommu_groups": _obj({"types": _map(INT), **ERRNO}),
         "rlimit_memlock": _obj({"soft": INT, "hard": INT, **ERRNO}),
         "devices": _map(DEVICE),
-        "ioctl": _map(IOCTL),
+        "ioctl": IOCTL,
         "dmesg": _obj({"text": TEXT, "source": STR, "attempts": _array(DETAIL), **ERRNO}),
         "qemu": _obj({"path": {"type": ["string", "null"], "maxLength": 4096}, "version": RUN, "object_help": RUN,
                       **ERRNO}),

@@ -275,3 +275,44 @@ def test_guest_answer_of_wrong_shape_is_an_attestation_error(blob: bytes, words:
     from sevkit.errors import AttestationError
     with pytest.raises(AttestationError, match=words):
         parse_answer(blob)
+
+
+def test_schema_valid_but_odd_raw_values_never_crash_the_grader() -> None:
+    """Every leaf of a synthetic collector output replaced by odd values (empty, junk text, bad
+    base64, extreme integers, null, empty containers): each variant is refused by the schema or
+    graded without an exception. The items 9/10 crashes were TypeError/ValueError/struct.error."""
+    import copy
+
+    from sevkit.host import grade
+    from sevkit.host.rawinputs import RawInputs
+    from sevkit.host.schema import schema_problem
+
+    base = make_raw().data
+    leaves: list[tuple[list[object], object]] = []
+
+    def walk(value: object, path: list[object]) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, [*path, k])
+        elif isinstance(value, list):
+            for i, v in enumerate(value[:3]):
+                walk(v, [*path, i])
+        else:
+            leaves.append((path, value))
+    walk(base, [])
+    odd: dict[type, list[object]] = {str: ["", "!!", "0x", "-1", "A"], int: [-1, 2**64 - 1, -2**63],
+                                      float: [-1.0, 1e308], bool: [True, False]}
+    graded = refused = 0
+    for path, value in leaves:
+        for new in [*odd.get(type(value), []), None, {}, []]:
+            data = copy.deepcopy(base)
+            parent = data
+            for key in path[:-1]:
+                parent = parent[key]   # type: ignore[index]
+            parent[path[-1]] = new     # type: ignore[index]
+            if schema_problem(data) is not None:
+                refused += 1
+                continue
+            grade(RawInputs(data, origin="synthetic"))
+            graded += 1
+    assert graded > 100 and refused > 100
