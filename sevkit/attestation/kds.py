@@ -314,6 +314,7 @@ def _store(cached: Path, der: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=f".{cached.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), 0o644)     # a VCEK is public; the cache may be shared by a lab
                 fh.write(der)
             os.replace(tmp, cached)
         except BaseException:
