@@ -37,7 +37,7 @@ from hostraw import REALDATA, make_raw
 from sevkit.cli import main
 from sevkit.host import write_bundle
 from sevkit.image import Recipe
-from sevkit.userfiles import BUNDLE, CAPTURE, CERTIFICATE, MANIFEST, REPORT
+from sevkit.userfiles import BUNDLE, CAPTURE, CERTIFICATE, MANIFEST, REPORT, SSH_KEY
 
 RUNNER = Path(__file__).with_name("hostile_runner.py")
 REPORT_BIN = REALDATA / "attestation" / "virtee-sev" / "report_milan.bin"
@@ -162,7 +162,8 @@ def _cases(tmp: Path) -> list[Case]:
         "attest-fetch-certs": (["attest", "fetch-vcek", report, "--product", "Milan", "--offline",
                                 "--certs", "{}", "-o", str(tmp / "vcek-out.der")], "cert", {}),
         "collect-identity": (["collect", "--target", "ssh://root@127.0.0.1:1", "--identity", "{}",
-                              "-o", str(tmp / "never.tar.gz")], "key", {}),
+                              "-o", str(tmp / "never.tar.gz")], "key",
+                             {"huge": _sparse(tmp, "huge-key", SSH_KEY.limit + 1), "long-lines": long_lines}),
     }
     cases: list[Case] = []
     for slot, (argv, _kind, extra) in slots.items():
