@@ -105,6 +105,10 @@ RAW_SCHEMA: dict[str, Any] = {
                       **ERRNO}),
         "ovmf": _obj({"images": _array(OVMF_IMAGE), "searched": _array(STR), "content": _map(OVMF_CONTENT),
                       **ERRNO}),
+        # issue 13's section: QMP replies nest deeper than free-form detail, so their frame is typed here
+        "capabilities": _obj({"qemu_qmp": _obj({"argv": _array(STR), "rc": OPT_INT, "stderr": TEXT,
+                                                "answers": _array(_obj({"command": DETAIL, "reply": DETAIL})),
+                                                **ERRNO})}),
     }, required=("schema", "cpuid", "msr", "files", "devices", "dmesg", "uname")),
 }
 
