@@ -21,6 +21,7 @@ from typing import Any
 from .errors import GuestError
 from .logs import patterns as P
 from .logs.dmesg import parse_guest_dmesg
+from .logs.lines import cap_lines
 from .results import CommandResult, Shell
 
 SEV_STATUS_MSR = 0xC0010131
@@ -81,7 +82,7 @@ def kernel_problems(dmesg: str) -> list[str]:
             if rx.search(line):
                 out.append(f"{name}: {line.strip()}")
                 break
-    for err in parse_guest_dmesg(dmesg).errors:
+    for err in parse_guest_dmesg(cap_lines(dmesg)[0]).errors:
         entry = f"guest log error: {err}"
         if not any(err in o for o in out):
             out.append(entry)

@@ -34,7 +34,10 @@ def parse_min_tcb(text: str) -> dict[str, int]:
 
 def hex_bytes(text: str, what: str, size: int, *, pad: bool = False) -> bytes:
     """Hex from a command line or ini; ``pad`` right-pads with zeros (a short nonce)."""
-    t = re.sub(r"\s+", "", text).removeprefix("0x")
+    t = re.sub(r"\s+", "", text)
+    t = t[2:] if t[:2].lower() == "0x" else t
+    if not t:   # an unset shell variable must not switch the check off (nor become zero bytes)
+        raise UsageError(f"{what}: empty value {text!r}; give {size} bytes of hex or leave the option out")
     try:
         value = bytes.fromhex(t)
     except ValueError:

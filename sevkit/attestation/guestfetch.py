@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import secrets
 import shlex
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 from ..errors import AttestationError
 from ..results import CommandResult, Shell
+from .guestanswer import parse_answer
 
 CHUNK = 1000
 TAG = "SEVKIT-ATTEST "
@@ -92,12 +92,11 @@ def _decode_answer(res: CommandResult) -> dict[str, Any]:
         line = line.strip()
         if line.startswith(TAG):
             try:
-                value = json.loads(base64.b64decode(line[len(TAG):], validate=True))
+                blob = base64.b64decode(line[len(TAG):], validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise AttestationError(f"garbled answer from the guest: {exc}",
                                        evidence={"stdout": res.stdout[-2000:]}) from None
-            if isinstance(value, dict):
-                return value
+            return parse_answer(blob)       # schema-checked: the guest is not trusted
     raise AttestationError(
         f"guest attestation script gave no answer (exit {res.exit_status}); is python3 in the guest?",
         evidence={"stdout": res.stdout[-2000:], "stderr": res.stderr[-2000:], "exit_status": res.exit_status})

@@ -15,9 +15,8 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-from ..errors import InputError, ReportParseError
+from ..errors import ReportParseError
 from .layout import REPORT_SIZE
 from .report import AttestationReport, parse_report
 
@@ -88,19 +87,3 @@ def load_report(data: bytes, source: str = "input", *, product_hint: str | None 
         return parse_report(found.data, product_hint=product_hint)
     except ReportParseError as exc:
         raise ReportParseError(f"{source} ({found.format}): {exc.message}", evidence=exc.evidence) from None
-
-
-def read_input_file(path: str | Path, what: str) -> bytes:
-    """Read a file given on a command line or in an ini option; InputError if impossible."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{what} {p}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{what} {p}: is a directory") from None
-    except OSError as exc:
-        raise InputError(f"{what} {p}: {exc.strerror or exc}") from None
-    if not data:
-        raise InputError(f"{what} {p}: empty file")
-    return data

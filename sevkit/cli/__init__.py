@@ -30,7 +30,12 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (its default prints the usage block first); exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # the one error-line form of every sevkit error, naming the subcommand; one line even if
+        # a value holds a newline
+        where = self.prog.removeprefix("sevkit").strip()
+        text = f"{where}: {message}" if where else message
+        text = " ".join(text.splitlines())
+        self.exit(EXIT_ERROR, f"sevkit: error: {text} (see {self.prog} --help)\n")
 
 
 def _modules() -> list[str]:
@@ -64,8 +69,8 @@ def _parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def error(message: str) -> None:
-    """Print one clear line on stderr."""
-    print(f"sevkit: error: {message}", file=sys.stderr)
+    """Print one clear line on stderr (a newline inside a value cannot forge a second line)."""
+    print(f"sevkit: error: {message}".replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

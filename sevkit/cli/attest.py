@@ -15,15 +15,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..attestation.appraise import Expectations, hex_bytes, parse_min_tcb
-from ..attestation.inputs import load_report, read_input_file
+from ..attestation.inputs import load_report
 from ..attestation.kds import KDS_URL, KdsClient, obtain_vcek
 from ..attestation.verdict import attest
-from ..errors import UsageError
+from ..errors import SevkitError, UsageError
+from ..userfiles import CERT_TABLE, CERTIFICATE, CHAIN, REPORT, read_file, shown, write_output
 
 
 def register(subparsers: Any) -> None:
@@ -63,13 +67,29 @@ def register(subparsers: Any) -> None:
     f.add_argument("--certs", help="certificate table from the extended report (auxblob)")
     f.add_argument("--cache", help="cache folder: read first, and receives what is fetched")
     f.add_argument("--kds-url", default=KDS_URL, help=f"KDS base URL (default {KDS_URL})")
+    f.add_argument("--kds-allow-http", action="store_true",
+                   help="allow a plain http:// --kds-url on a loopback address (a local test server only)")
     f.add_argument("--offline", action="store_true", help="never contact the KDS")
     f.add_argument("--timeout", type=float, default=60.0, help="total seconds for the KDS (default 60)")
     f.add_argument("-o", "--output", help="write the DER here (default vcek.der)", default="vcek.der")
     f.set_defaults(func=cmd_fetch_vcek)
 
 
+def _hex(text: str | None, what: str, size: int, *, pad: bool = False) -> bytes | None:
+    """None only when the option was not given: an empty value is a usage error, never "no check"."""
+    return None if text is None else hex_bytes(text, what, size, pad=pad)
+
+
+def _min_tcb(text: str) -> dict[str, int]:
+    try:
+        return parse_min_tcb(text)
+    except UsageError as exc:
+        raise UsageError(f"--min-tcb: {exc}") from None
+
+
 def _expectations(a: argparse.Namespace) -> Expectations:
+    if a.vmpl is not None and not 0 <= a.vmpl <= 3:
+        raise UsageError(f"--vmpl {a.vmpl}: VMPL is 0..3")
     policy = None
     if a.policy is not None:
         try:
@@ -77,12 +97,11 @@ def _expectations(a: argparse.Namespace) -> Expectations:
         except ValueError:
             raise UsageError(f"--policy {a.policy!r} is not a number (e.g. 0x30000)") from None
     return Expectations(
-        nonce=hex_bytes(a.nonce, "--nonce", 64, pad=True) if a.nonce else None,
-        measurement=hex_bytes(a.measurement, "--measurement", 48) if a.measurement else None,
-        vmpl=a.vmpl, min_tcb=parse_min_tcb(a.min_tcb) if a.min_tcb else None,
-        host_data=hex_bytes(a.host_data, "--host-data", 32) if a.host_data else None,
-        id_key_digest=hex_bytes(a.id_key_digest, "--id-key-digest", 48) if a.id_key_digest else None,
-        author_key_digest=hex_bytes(a.author_key_digest, "--author-key-digest", 48) if a.author_key_digest else None,
+        nonce=_hex(a.nonce, "--nonce", 64, pad=True), measurement=_hex(a.measurement, "--measurement", 48),
+        vmpl=a.vmpl, min_tcb=None if a.min_tcb is None else _min_tcb(a.min_tcb),
+        host_data=_hex(a.host_data, "--host-data", 32),
+        id_key_digest=_hex(a.id_key_digest, "--id-key-digest", 48),
+        author_key_digest=_hex(a.author_key_digest, "--author-key-digest", 48),
         policy=policy, allow_debug=a.allow_debug, allow_migration_agent=a.allow_migration_agent,
         smt=None if a.smt is None else a.smt == "on")
 
@@ -97,12 +116,28 @@ def _at(text: str | None) -> dt.datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
+@contextmanager
+def _naming(*inputs: tuple[str, str | None]) -> Iterator[None]:
+    """An error that names none of the input files gets them appended: every error line says
+    which files it is about (issue 10 item 11; e.g. a leaf whose key is not ECDSA P-384)."""
+    try:
+        yield
+    except SevkitError as exc:
+        given = [(what, shown(name)) for what, name in inputs if name is not None]
+        if not any(name in exc.message for _, name in given):
+            exc.message = f"{exc.message} ({', '.join(f'{what} {name}' for what, name in given)})"
+            exc.args = (exc.message,)
+        raise
+
+
 def cmd_verify(a: argparse.Namespace) -> int:
     expectations = _expectations(a)
-    verdict = attest(read_input_file(a.report, "report"), read_input_file(a.cert, "certificate"),
-                     chain_data=read_input_file(a.chain, "chain") if a.chain else None,
-                     expectations=expectations, at=_at(a.at),
-                     report_source=a.report, cert_source=a.cert, chain_source=a.chain or "chain")
+    when = _at(a.at)
+    with _naming(("report", a.report), ("certificate", a.cert), ("chain", a.chain)):
+        verdict = attest(read_file(a.report, REPORT, "report"), read_file(a.cert, CERTIFICATE, "certificate"),
+                     chain_data=None if a.chain is None else read_file(a.chain, CHAIN, "chain"),
+                         expectations=expectations, at=when, report_source=shown(a.report),
+                         cert_source=shown(a.cert), chain_source="chain" if a.chain is None else shown(a.chain))
     if a.json:
         json.dump(verdict.to_dict(), sys.stdout, indent=2)
         print()
@@ -112,7 +147,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 
 def cmd_show(a: argparse.Namespace) -> int:
-    report = load_report(read_input_file(a.report, "report"), a.report, product_hint=a.product)
+    report = load_report(read_file(a.report, REPORT, "report"), shown(a.report), product_hint=a.product)
     if a.json:
         json.dump(report.to_dict(), sys.stdout, indent=2)
         print()
@@ -129,11 +164,17 @@ def cmd_show(a: argparse.Namespace) -> int:
 
 
 def cmd_fetch_vcek(a: argparse.Namespace) -> int:
-    report = load_report(read_input_file(a.report, "report"), a.report, product_hint=a.product)
-    got = obtain_vcek(report, product=a.product,
-                      cert_table=read_input_file(a.certs, "certificate table") if a.certs else None,
-                      cache_dir=Path(a.cache) if a.cache else None,
-                      kds=None if a.offline else KdsClient(base_url=a.kds_url, total_timeout=a.timeout))
-    Path(a.output).write_bytes(got.der)
-    print(f"VCEK from {got.source} -> {a.output}")
+    if not (math.isfinite(a.timeout) and 0 < a.timeout <= 3600):
+        raise UsageError(f"--timeout {a.timeout}: expected seconds in (0, 3600]")
+    if a.cache is not None and a.cache == "":
+        raise UsageError("--cache: empty folder name")
+    kds = None if a.offline else KdsClient(base_url=a.kds_url, total_timeout=a.timeout,
+                                           allow_http=a.kds_allow_http)
+    report = load_report(read_file(a.report, REPORT, "report"), shown(a.report), product_hint=a.product)
+    with _naming(("report", a.report), ("certificate table", a.certs)):
+        got = obtain_vcek(report, product=a.product,
+                          cert_table=None if a.certs is None else read_file(a.certs, CERT_TABLE, "certificate table"),
+                          cache_dir=None if a.cache is None else Path(a.cache), kds=kds)
+    write_output(a.output, got.der, "VCEK output", mode=0o644)
+    print(f"VCEK from {got.source} -> {shown(a.output)}")
     return 0

@@ -9,6 +9,7 @@ import time
 from ..image import DEFAULT_MIRROR, DEFAULT_SUITE, GuestImage, Recipe, default_store, ensure_image, find_image, prune
 from ..image.recipe import KNOWN_SUITES
 from ..signals import sigterm_as_interrupt
+from ..userfiles import shown
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,7 +65,7 @@ def _find(args: argparse.Namespace) -> int:
     recipe = Recipe(suite=args.suite, mirror=args.mirror)
     image = find_image(recipe=recipe, cache_dir=args.out)
     if image is None:
-        print(f"sevkit: no built image {recipe.name} in {args.out or default_store()} "
+        print(f"sevkit: no built image {recipe.name} in {shown(args.out or default_store())} "
               f"(run: sevkit image build --suite {recipe.suite})", file=sys.stderr)
         return 1
     _describe(image)
@@ -72,6 +73,6 @@ def _find(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    removed = prune(args.out, progress=_progress)
-    print(f"sevkit: removed {len(removed)} folder(s) from {args.out or default_store()}", file=sys.stderr)
+    removed = prune(args.out, progress=_progress)    # --out "" is refused, never the default store
+    print(f"sevkit: removed {len(removed)} folder(s) from {shown(args.out or default_store())}", file=sys.stderr)
     return 0

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import struct
 import sys
 from typing import Any
 
-from ..errors import HostProbeError, UsageError
+from ..errors import InputError, UsageError
 from ..host import PROFILES, HostReport, collect, grade, parse_target, read_bundle, write_bundle
 from ..host.capabilities import Capabilities
 from ..host.capabilities import read as read_capabilities
+from ..userfiles import check_output, shown
 from . import EXIT_ERROR, EXIT_FAIL, EXIT_OK
 
 
@@ -49,21 +52,27 @@ def _profile(value: str) -> str:
 
 
 def _check_identity(args: argparse.Namespace) -> None:
-    if args.identity and parse_target(args.target).kind == "local":
+    if args.identity is not None and parse_target(args.target).kind == "local":
         raise UsageError("--identity applies to --target ssh://user@host[:port] only")
 
 
 def probe_cmd(args: argparse.Namespace) -> int:
     profile = _profile(args.expect)
-    if args.bundle:
-        if args.target != "local" or args.identity:
+    if args.bundle is not None:
+        if args.target != "local" or args.identity is not None:
             raise UsageError("--bundle grades a saved bundle: it cannot be combined with --target/--identity")
         raw = read_bundle(args.bundle)
     else:
         _check_identity(args)
         raw = collect(parse_target(args.target), args.identity)
-    report = grade(raw)
-    caps = read_capabilities(raw)
+    try:
+        report = grade(raw)
+        caps = read_capabilities(raw)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error) as exc:
+        # defence in depth behind the schema: what came from a bundle or a remote host is untrusted
+        raise InputError(f"{'bundle ' + shown(args.bundle) if args.bundle is not None else str(args.target)}: "
+                         f"the raw inputs hold values the grader cannot use ({type(exc).__name__}: "
+                         f"{str(exc)[:160]})") from None
     verdict = report.verdict(profile)
     if args.json:
         out = report.to_json()
@@ -118,10 +127,8 @@ def _print_capabilities(caps: Capabilities) -> None:
 
 def collect_cmd(args: argparse.Namespace) -> int:
     _check_identity(args)
+    check_output(args.output, "bundle")        # before the collection: a bad -o costs nothing
     raw = collect(parse_target(args.target), args.identity)
-    try:
-        path = write_bundle(raw, args.output)
-    except OSError as exc:
-        raise HostProbeError(f"cannot write bundle {args.output}: {exc}") from exc
-    print(f"wrote {path} (grade it with: sevkit probe --bundle {path})")
+    path = write_bundle(raw, args.output)
+    print(f"wrote {shown(path)} (grade it with: sevkit probe --bundle {shlex.quote(str(path))})")
     return EXIT_OK

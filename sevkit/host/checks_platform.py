@@ -10,6 +10,7 @@ import struct
 from typing import Any
 
 from ..logs.dmesg import HostDmesg, parse_host_dmesg
+from ..logs.lines import cap_lines
 from . import cpu
 from .grader import Grader, Meta, Outcome, ev
 from .rawinputs import ACCESS_ERRNOS, Unreadable
@@ -43,7 +44,7 @@ def run(g: Grader) -> None:
     # Parse the kernel log first: firmware checks below consult it (INIT failures).
     log = raw.section("dmesg")
     if "text" in log:
-        g.facts["dmesg"] = parse_host_dmesg(str(log["text"]))
+        g.facts["dmesg"] = parse_host_dmesg(cap_lines(str(log["text"]))[0])   # bounded lines (logs/lines.py)
 
     # -- KVM --------------------------------------------------------------------------------
     def kvm_dev() -> Outcome:

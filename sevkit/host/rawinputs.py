@@ -44,13 +44,15 @@ class RawInputs:
         return int(self.data.get("schema", 0))
 
     def validate(self) -> None:
-        """Raise ValueError if this is not collector output of a known schema."""
+        """Raise ValueError if this is not collector output that fits the schema (schema.py)."""
+        from .schema import schema_problem  # jsonschema is imported only when something is validated
+
         if not isinstance(self.data, dict) or self.data.get("schema") != SCHEMA:
             raise ValueError(f"raw inputs schema {self.data.get('schema') if isinstance(self.data, dict) else '?'!r}"
                              f" is not {SCHEMA}")
-        for key in ("cpuid", "msr", "files", "devices", "dmesg", "uname"):
-            if key not in self.data:
-                raise ValueError(f"raw inputs lack the {key!r} section")
+        problem = schema_problem(self.data)
+        if problem is not None:
+            raise ValueError(f"raw inputs do not fit the collector schema at {problem}")
 
     @property
     def euid(self) -> int | None:

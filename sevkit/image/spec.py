@@ -13,12 +13,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from ..errors import InputError
+from ..userfiles import MANIFEST, read_file, shown
 
 MANIFEST_NAME = "image.json"
 MANIFEST_FORMAT = 1
 DEFAULT_APPEND = "root=LABEL=sevroot ro console=ttyS0,115200"
 QCOW2_MAGIC = b"QFI\xfb"
+
+# image.json: sevkit's manifest or a lab's spec. Known keys typed; everything else (build facts,
+# timings) may nest at most 4 levels, so a hostile manifest is one error line, not a RecursionError.
+_STR = {"type": "string", "maxLength": 65536}
+_LEAF = {"type": ["string", "number", "boolean", "null"], "maxLength": 65536}
+_NEST: dict[str, Any] = _LEAF
+for _ in range(4):
+    _NEST = {"anyOf": [_LEAF, {"type": "array", "items": _NEST, "maxItems": 10000},
+                       {"type": "object", "additionalProperties": _NEST, "maxProperties": 1000}]}
+MANIFEST_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object", "maxProperties": 1000, "required": ["disk", "kernel", "initrd"],
+    "properties": {
+        "format": {"const": MANIFEST_FORMAT},
+        **{k: _STR for k in ("disk", "kernel", "initrd", "append", "firmware", "credentials", "suite",
+                             "recipe_hash", "kernel_version", "disk_format")},
+        "host_keys": {"type": "array", "items": _STR, "maxItems": 64},
+        "sizes": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
+                  "maxProperties": 64},
+    },
+    "additionalProperties": _NEST,
+}
+_MANIFEST_VALIDATOR = jsonschema.Draft202012Validator(MANIFEST_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -148,26 +174,32 @@ def load_image_spec(path: str | Path) -> GuestImage:
     ``disk``, ``kernel``, ``initrd`` (``append``, ``firmware``, ``credentials`` optional).
     Relative paths are taken from the JSON file's folder. Raises InputError with one clear line."""
     p = Path(path).expanduser()
-    if p.is_dir():
-        p = p / MANIFEST_NAME
+    label = f"guest image spec {shown(p)}"
     try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise InputError(f"guest image spec {p} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"guest image spec {p} cannot be read: {exc}") from None
+        if p.is_dir():
+            p = p / MANIFEST_NAME
+    except OSError as exc:
+        raise InputError(f"{label}: cannot be read: {exc.strerror or exc}") from None
+    label = f"guest image spec {shown(p)}"
+    blob = read_file(p, MANIFEST, "guest image spec")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"guest image spec {p} is not JSON: {exc.msg} at line {exc.lineno}") from None
+        data = json.loads(blob)
+    except RecursionError:
+        raise InputError(f"{label} is not JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise InputError(f"{label} is not JSON: {str(exc)[:160]}") from None
     if not isinstance(data, dict):
-        raise InputError(f"guest image spec {p} must be a JSON object")
+        raise InputError(f"{label} must be a JSON object")
     fmt = data.get("format", MANIFEST_FORMAT)
     if fmt != MANIFEST_FORMAT:
-        raise InputError(f"guest image spec {p}: format {fmt!r} is not supported (this sevkit reads {MANIFEST_FORMAT})")
+        raise InputError(f"{label}: format {str(fmt)[:40]} is not supported (this sevkit reads {MANIFEST_FORMAT})")
     missing = [k for k in ("disk", "kernel", "initrd") if not isinstance(data.get(k), str) or not data[k]]
     if missing:
-        raise InputError(f"guest image spec {p}: missing {', '.join(missing)}")
+        raise InputError(f"{label}: missing {', '.join(missing)}")
+    error = jsonschema.exceptions.best_match(_MANIFEST_VALIDATOR.iter_errors(data))
+    if error is not None:
+        where = "/".join(str(x) for x in error.absolute_path) or "(top level)"
+        raise InputError(f"{label}: does not fit the manifest schema at {where[:120]}: {error.message[:160]}")
     base = p.resolve().parent
 
     def at(key: str) -> Path:

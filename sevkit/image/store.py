@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,12 +28,15 @@ from pathlib import Path
 
 from ..deadline import Deadline
 from ..errors import ImageError, InputError
+from ..userfiles import shown
 from ..versions import version_tuple
 from .build import Builder, Progress, preflight, remove_tree
 from .recipe import DEFAULT_MIRROR, DEFAULT_SUITE, KNOWN_SUITES, MIN_KERNEL_FOR_TSM, Recipe
 from .spec import MANIFEST_NAME, GuestImage, load_image_spec, write_manifest
 
 LOCK_WAIT_S = 3600.0      # a whole cold build by another process, with margin
+MARKER = ".sevkit-image"  # written first into every build folder: the store's own mark
+MARKER_TEXT = "sevkit image store folder: 'sevkit image prune' may delete this folder\n"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}-[0-9a-f]{16}$")
 
 
@@ -42,7 +46,16 @@ def default_store() -> Path:
 
 
 def _store(cache_dir: str | Path | None) -> Path:
-    return Path(cache_dir) if cache_dir else default_store()
+    if cache_dir is not None and str(cache_dir) == "":
+        raise InputError("image store: empty folder name (leave --out out for the default store)")
+    store = Path(cache_dir) if cache_dir is not None else default_store()
+    try:
+        st = os.stat(store)
+    except OSError:
+        return store                  # missing (built on demand) or unreadable (reported where used)
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"image store {shown(store)}: exists and is not a folder")
+    return store
 
 
 def image_dir(recipe: Recipe, cache_dir: str | Path | None = None) -> Path:
@@ -59,7 +72,12 @@ def find_image(suite: str = DEFAULT_SUITE, mirror: str = DEFAULT_MIRROR,
 
 
 def _valid_image(folder: Path, recipe: Recipe) -> GuestImage | None:
-    if not (folder / MANIFEST_NAME).is_file():
+    try:
+        if not (folder / MANIFEST_NAME).is_file():
+            return None
+    except PermissionError:
+        raise ImageError(f"image store {shown(folder.parent)}: permission denied") from None
+    except OSError:
         return None
     try:
         image = load_image_spec(folder / MANIFEST_NAME)
@@ -69,7 +87,10 @@ def _valid_image(folder: Path, recipe: Recipe) -> GuestImage | None:
         return None
     sizes = image.extra.get("sizes", {})
     for key, path in (("disk", image.disk), ("kernel", image.kernel), ("initrd", image.initrd)):
-        if not isinstance(sizes, dict) or sizes.get(key) != path.stat().st_size:
+        try:
+            if not isinstance(sizes, dict) or sizes.get(key) != path.stat().st_size:
+                return None
+        except OSError:
             return None
     return image
 
@@ -131,6 +152,7 @@ def _build(recipe: Recipe, store: Path, progress: Progress | None) -> GuestImage
     final = store / recipe.name
     tmp = store / f".{recipe.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
     tmp.mkdir(mode=0o755)
+    (tmp / MARKER).write_text(MARKER_TEXT)     # prune deletes only folders that carry this
     # the log lives outside the temporary folder so that a failed build's log survives its clean-up
     logs = store / "logs"
     logs.mkdir(exist_ok=True)
@@ -178,30 +200,66 @@ def _build(recipe: Recipe, store: Path, progress: Progress | None) -> GuestImage
 
 
 
+def _ours(entry: Path, name: str) -> bool:
+    """Is ``entry`` a folder this store made? A real folder (never a symlink) that carries the
+    marker, or (images built before the marker) whose manifest names the recipe hash in its name."""
+    try:
+        if not stat.S_ISDIR(os.lstat(entry).st_mode):
+            return False
+        marker = entry / MARKER
+        if stat.S_ISREG(os.lstat(marker).st_mode) and marker.read_text()[:200] == MARKER_TEXT:
+            return True
+    except (OSError, UnicodeDecodeError):
+        pass
+    try:
+        manifest = entry / MANIFEST_NAME
+        if not stat.S_ISREG(os.lstat(manifest).st_mode):
+            return False
+        image = load_image_spec(manifest)
+    except (OSError, InputError):
+        return False
+    return bool(image.recipe_hash) and name.endswith("-" + image.recipe_hash[:16])
+
+
 def prune(cache_dir: str | Path | None = None, *, keep: list[Recipe] | None = None,
           progress: Progress | None = None) -> list[Path]:
     """Remove images other than those of ``keep`` (default: the current recipe of each known suite from
-    the default mirror) and dead build folders. Folders being built (lock held) are left alone."""
+    the default mirror) and dead build folders. Only folders that carry the store's marker (see
+    ``_ours``) are ever removed; symlinks are never followed; folders being built (lock held) are
+    left alone."""
     store = _store(cache_dir)
-    if not store.is_dir():
+    try:
+        st = os.stat(store)
+    except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise InputError(f"image store {shown(store)}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"image store {shown(store)}: not a folder")
     keep_names = {r.name for r in (keep if keep is not None else [Recipe(suite=s) for s in KNOWN_SUITES])}
     removed: list[Path] = []
-    for entry in sorted(store.iterdir()):
-        if entry.name in keep_names or entry.name in ("logs", ".debs") or not entry.is_dir():
+    try:
+        entries = sorted(store.iterdir())
+    except OSError as exc:
+        raise InputError(f"image store {shown(store)}: cannot list: {exc.strerror or exc}") from None
+    for entry in entries:
+        if entry.name in keep_names or entry.name in ("logs", ".debs"):
             continue
         name = entry.name.lstrip(".").split(".tmp-", 1)[0]
-        if not _NAME_RE.match(name):
+        if not _NAME_RE.match(name) or not _ours(entry, name):
             continue
         lock = store / f".{name}.lock"
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError:
+            continue              # a planted symlink or something else that is not our lock
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue          # being built right now
             if progress is not None:
-                progress(f"image: removing {entry}")
+                progress(f"image: removing {shown(entry)}")
             remove_tree(entry)
             removed.append(entry)
         finally:

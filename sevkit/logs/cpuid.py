@@ -11,23 +11,24 @@ from dataclasses import dataclass, field
 from .dmesg import FEATURES, Features
 
 RAW = re.compile(
-    r"^\s*0x(?P<leaf>[0-9a-fA-F]{8}) 0x(?P<sub>[0-9a-fA-F]{2}): "
+    r"^[ \t]*+0x(?P<leaf>[0-9a-fA-F]{8}) 0x(?P<sub>[0-9a-fA-F]{2}): "
     r"eax=0x(?P<eax>[0-9a-fA-F]{8}) ebx=0x(?P<ebx>[0-9a-fA-F]{8}) "
     r"ecx=0x(?P<ecx>[0-9a-fA-F]{8}) edx=0x(?P<edx>[0-9a-fA-F]{8})", re.M)
+# Possessive/horizontal-only blanks keep these linear on crafted lines (issue 10 item 7).
 _BOOL = r"\s*=\s*(?P<v>true|false)\b"
 _NUM = r"\s*=\s*(?:0x[0-9a-fA-F]+\s*\(\s*(?P<d>\d+)\s*\)|(?P<h>0x[0-9a-fA-F]+)|(?P<n>\d+))"
 DECODED_BOOL = {
-    "SME": re.compile(r"^\s*SME:[^=\n]*" + _BOOL, re.M),
-    "SEV": re.compile(r"^\s*SEV:[^=\n]*" + _BOOL, re.M),
-    "SEV-ES": re.compile(r"^\s*SEV-ES:[^=\n]*" + _BOOL, re.M),
-    "SEV-SNP": re.compile(r"^\s*SEV-SNP:[^=\n]*" + _BOOL, re.M),
+    "SME": re.compile(r"^[ \t]*+SME:[^=\n]*+" + _BOOL, re.M),
+    "SEV": re.compile(r"^[ \t]*+SEV:[^=\n]*+" + _BOOL, re.M),
+    "SEV-ES": re.compile(r"^[ \t]*+SEV-ES:[^=\n]*+" + _BOOL, re.M),
+    "SEV-SNP": re.compile(r"^[ \t]*+SEV-SNP:[^=\n]*+" + _BOOL, re.M),
 }
 DECODED_NUM = {
-    "c_bit": re.compile(r"^\s*encryption bit position[^=\n]*" + _NUM, re.M),
-    "phys_addr_reduction": re.compile(r"^\s*physical address[^=\n]*reduction[^=\n]*" + _NUM, re.M),
-    "num_vmpls": re.compile(r"^\s*number of VM permission levels[^=\n]*" + _NUM, re.M),
-    "max_guests": re.compile(r"^\s*number of SEV-enabled guests supported[^=\n]*" + _NUM, re.M),
-    "min_sev_asid": re.compile(r"^\s*minimum SEV guest ASID[^=\n]*" + _NUM, re.M),
+    "c_bit": re.compile(r"^[ \t]*+encryption bit position[^=\n]*+" + _NUM, re.M),
+    "phys_addr_reduction": re.compile(r"^[ \t]*+physical address(?>[^=\n]*reduction)[^=\n]*+" + _NUM, re.M),
+    "num_vmpls": re.compile(r"^[ \t]*+number of VM permission levels[^=\n]*+" + _NUM, re.M),
+    "max_guests": re.compile(r"^[ \t]*+number of SEV-enabled guests supported[^=\n]*+" + _NUM, re.M),
+    "min_sev_asid": re.compile(r"^[ \t]*+minimum SEV guest ASID[^=\n]*+" + _NUM, re.M),
 }
 _BIT = {"SME": 0, "SEV": 1, "SEV-ES": 3, "SEV-SNP": 4}
 

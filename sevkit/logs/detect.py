@@ -18,6 +18,7 @@ from .okreport import OK_LINE, TCB_HEADER
 HOST_DMESG, GUEST_DMESG, CPUINFO, CPUID = "host-dmesg", "guest-dmesg", "cpuinfo", "cpuid"
 KVM_PARAMS, SNPHOST_OK, TCB = "kvm-amd-params", "snphost-ok", "tcb"
 UNKNOWN = "unknown"
+MAX_VOTES = 2000
 KINDS = (HOST_DMESG, GUEST_DMESG, CPUID, CPUINFO, KVM_PARAMS, SNPHOST_OK, TCB)
 
 _HOST = (P.KVM_RANGE, P.KVM_SUPPORTED, P.CCP_API, P.INIT_FAIL, P.PSP_STATUS_FAIL, P.PSP_CMD_TIMEOUT,
@@ -69,9 +70,13 @@ def _vote(line: str) -> str | None:
 def detect_kind(text: str) -> str:
     """The kind of capture (one of KINDS), or UNKNOWN when nothing in it is recognized."""
     votes = dict.fromkeys(KINDS, 0)
+    cast = 0
     for line in text.splitlines():
         if kind := _vote(line):
             votes[kind] += 1
+            cast += 1
+            if cast >= MAX_VOTES:    # the kind is clear long before; a 60 MB log need not be read twice
+                break
     # the tool's own report wins over the few SEV words its lines contain
     if votes[SNPHOST_OK] >= 3:
         return SNPHOST_OK

@@ -15,7 +15,8 @@ from .dmesg import FEATURES, Features
 
 ORDER = ("SEV", "SEV-ES", "SEV-SNP")
 _KEY = {"sev": "SEV", "sev_es": "SEV-ES", "sev_snp": "SEV-SNP"}
-PROMPT = re.compile(r"^\s*(?:\S*[#$❯>]\s*)?cat\s+\S*kvm_amd/parameters/\S*\s*$")
+# atomic/possessive so a line repeating the path cannot make it quadratic (issue 10 item 7)
+PROMPT = re.compile(r"^\s*+(?:\S*[#$❯>]\s*)?cat\s++(?>\S*kvm_amd/parameters/)\S*+\s*+$")
 
 
 @dataclass(frozen=True)

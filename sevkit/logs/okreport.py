@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from . import patterns as P
 from .dmesg import FEATURES, Features
 
-OK_LINE = re.compile(r"^\s*\[ ?(?P<st>PASS|FAIL|SKIP) ?\]\s*-\s*(?P<label>[^:]+?)(?::\s*(?P<val>.*?))?\s*$")
+# Linear on any line (possessive blanks, greedy label up to the first colon; callers strip): the lazy
+# label before `\s*$` took seconds on a `[PASS] - a` line padded with blanks (issue 10 item 7).
+OK_LINE = re.compile(r"^\s*+\[ ?(?P<st>PASS|FAIL|SKIP) ?\]\s*+-\s*+(?P<label>[^:]+)(?::\s*+(?P<val>.*))?$")
 TCB_HEADER = re.compile(r"\bTCB Version:")
 TCB_OWNER = re.compile(r"^\s*(?P<who>Platform|Reported)\s+TCB(?: version)?:", re.I)
 TCB_FIELD = re.compile(r"^\s*(?P<name>Microcode|SNP|TEE|Boot Loader|FMC):\s*(?P<val>\S+)?\s*$")
@@ -100,7 +102,7 @@ def parse_ok_report(text: str) -> OkReport:
         m = OK_LINE.match(line)
         if not m:
             continue
-        st, label, val = m["st"], m["label"].strip(), m["val"]
+        st, label, val = m["st"], m["label"].strip(), None if m["val"] is None else m["val"].rstrip()
         checks.append((st, label, val))
         evidence.append(line)
         if st == "FAIL":

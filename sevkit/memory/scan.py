@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import InputError
+from ..userfiles import open_regular, shown
 
 PAGE = 4096
 CHUNK = 1 << 20            # searched per needle while in L2 (4 MiB here)
@@ -257,7 +258,7 @@ def _worker(path: str, needles: Sequence[bytes], lo: int, hi: int, size: int,
         addr = _MMAP(None, length, mmap.PROT_READ, mmap.MAP_SHARED | _MAP_POPULATE, fh.fileno(), map_lo)
         if addr is None or addr == _MAP_FAILED:
             err = ctypes.get_errno()
-            raise InputError(f"scan: {path}: cannot map ({os.strerror(err)})")
+            raise InputError(f"scan: {shown(path)}: cannot map ({os.strerror(err)})")
         try:
             return _scan_range(_CBuf(addr - map_lo), needles, lo, hi, size, limit)
         finally:
@@ -506,20 +507,13 @@ def gpa_mapper(segments: Sequence[Segment]) -> Callable[[int], int | None]:
 
 
 def _open_for_scan(path: Path) -> tuple[int, Any]:
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - returned to the caller, which closes it
-    except FileNotFoundError:
-        raise InputError(f"scan: {path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"scan: {path}: is a directory") from None
-    except PermissionError:
-        raise InputError(f"scan: {path}: permission denied") from None
-    except OSError as exc:
-        raise InputError(f"scan: {path}: cannot open ({exc.strerror})") from None
+    """``userfiles`` rules (a regular file: a FIFO or device is refused without blocking); no
+    size cap, because the dump is mapped, never read whole."""
+    fh = open_regular(path, "scan:")
     size = os.fstat(fh.fileno()).st_size
     if size == 0:
         fh.close()
-        raise InputError(f"scan: {path}: file is empty")
+        raise InputError(f"scan: {shown(path)}: file is empty")
     return size, fh
 
 
@@ -537,8 +531,16 @@ def scan_file(path: str | os.PathLike[str], needles: Iterable[bytes], *, workers
     t0 = time.perf_counter()
     notes: list[str] = []
     segs_eff: list[Segment] = []
-    with fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        segs = elf_segments(mm, size) if elf else None
+    try:
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:      # sysfs/procfs files cannot be mapped (ENODEV)
+        fh.close()
+        raise InputError(f"scan: {shown(p)}: cannot map: {getattr(exc, 'strerror', None) or exc}") from None
+    with fh, mapped as mm:
+        try:
+            segs = elf_segments(mm, size) if elf else None
+        except InputError as exc:             # name the file in the one line
+            raise InputError(f"scan: {shown(p)}: {exc.message.removeprefix('scan: ')}") from None
         if segs is not None:
             present = [s for s in segs if s.offset < size]
             for s in segs:

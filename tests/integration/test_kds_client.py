@@ -118,7 +118,7 @@ def kds() -> Iterator[tuple[str, FakeKds]]:
 
 def _client(base: str, **kw: object) -> tuple[KdsClient, list[float]]:
     sleeps: list[float] = []
-    client = KdsClient(base_url=base, sleep=sleeps.append, **kw)  # type: ignore[arg-type]
+    client = KdsClient(base_url=base, sleep=sleeps.append, allow_http=True, **kw)  # type: ignore[arg-type]
     return client, sleeps
 
 
@@ -183,7 +183,7 @@ def test_total_time_is_bounded_with_real_sleeps(kds) -> None:  # type: ignore[no
     base, state = kds
     report = load_report(_read("virtee-sev/report_milan.bin"))
     state.always[vcek_path("Milan", report).split("?")[0]] = 500
-    client = KdsClient(base_url=base, total_timeout=1.0, backoff=0.3, max_attempts=100)
+    client = KdsClient(base_url=base, allow_http=True, total_timeout=1.0, backoff=0.3, max_attempts=100)
     start = time.monotonic()
     with pytest.raises(KdsError, match="gave up"):
         obtain_vcek(report, product="Milan", kds=client)
@@ -212,10 +212,11 @@ def test_certificate_table_wins_over_kds(tmp_path: Path) -> None:
 
 
 def test_refusals_before_any_request() -> None:
+    local = KdsClient(base_url="http://127.0.0.1:9", allow_http=True)
     with pytest.raises(KdsError, match="cannot tell Milan from Genoa"):
-        obtain_vcek(load_report(_read("virtee-sev/report_milan.bin")), kds=KdsClient(base_url="http://127.0.0.1:9"))
+        obtain_vcek(load_report(_read("virtee-sev/report_milan.bin")), kds=local)
     with pytest.raises(KdsError, match="VLEK"):
-        obtain_vcek(load_report(_read("constellation/aws_report.txt")), kds=KdsClient(base_url="http://127.0.0.1:9"))
+        obtain_vcek(load_report(_read("constellation/aws_report.txt")), kds=local)
 
 
 def test_turin_url_shape() -> None:
@@ -233,7 +234,7 @@ def test_cli_fetch_vcek(kds, tmp_path: Path, capsys) -> None:  # type: ignore[no
     base, _ = kds
     out = tmp_path / "vcek.der"
     rc = main(["attest", "fetch-vcek", str(REALDATA / "trustee/test-report.bin"), "--product", "Milan",
-               "--kds-url", base, "--cache", str(tmp_path / "cache"), "-o", str(out)])
+               "--kds-url", base, "--kds-allow-http", "--cache", str(tmp_path / "cache"), "-o", str(out)])
     assert rc == 0 and out.read_bytes() == _read("trustee/test-vcek.der")
     assert "VCEK from kds:" in capsys.readouterr().out
     rc = main(["attest", "fetch-vcek", str(REALDATA / "trustee/test-report.bin"), "--product", "Milan",

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hostraw import ROME, access_denied, make_raw
 
 from sevkit.cli import main
@@ -121,7 +123,7 @@ def test_bad_bundles_one_line_exit_2(kind: str, tmp_path: Path, healthy_bundle: 
 
 @pytest.mark.parametrize("argv,needle", [
     (["probe", "--bundle", "/nonexistent/host.tar.gz"], "no such file"),
-    (["probe", "--bundle", "/tmp"], "is a folder"),
+    (["probe", "--bundle", "/tmp"], "is a directory"),
     (["probe", "--target", "ssh:/host"], "bad target"),
     (["probe", "--target", "ftp://host"], "bad target"),
     (["probe", "--target", "ssh://root@host:99999"], "out of range"),
@@ -129,8 +131,10 @@ def test_bad_bundles_one_line_exit_2(kind: str, tmp_path: Path, healthy_bundle: 
     (["probe", "--expect", "snp-plus"], "--expect"),
     (["probe", "--bundle", "x.tar.gz", "--target", "ssh://root@h"], "cannot be combined"),
     (["collect", "-o", "/nonexistent-dir/host.tar.gz", "--target", "ssh://root@h:1", "--identity", "/no/key"],
-     "no such key file"),
-    (["probe", "--target", "ssh://root@127.0.0.1:1", "--identity", "/no/key"], "no such key file"),
+     "folder /nonexistent-dir does not exist"),
+    (["collect", "-o", "x.tar.gz", "--target", "ssh://root@h:1", "--identity", "/no/key"],
+     "--identity /no/key: no such file"),
+    (["probe", "--target", "ssh://root@127.0.0.1:1", "--identity", "/no/key"], "--identity /no/key: no such file"),
     (["probe", "--identity", "/no/key"], "--identity applies to --target ssh://"),
     (["collect", "-o", "x.tar.gz", "--identity", "/no/key"], "--identity applies to --target ssh://"),
 ])
@@ -141,8 +145,9 @@ def test_bad_arguments_one_line_exit_2(argv: list[str], needle: str, capsys: pyt
 
 
 def test_unreachable_ssh_target_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    key = tmp_path / "id"
-    key.write_text("not a key")
+    key = tmp_path / "id"      # a real (freshly generated) key, so the failure is the connection
+    key.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
     with socket.socket() as s:   # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -127,7 +127,7 @@ def test_lab_spec_relative_and_absolute_paths(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    (None, "does not exist"),
+    (None, "no such file"),
     ("{not json", "is not JSON"),
     ("[1, 2]", "must be a JSON object"),
     ('{"disk": "d"}', "missing kernel, initrd"),

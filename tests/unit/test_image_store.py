@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sevkit.errors import ImageError
+from sevkit.errors import ImageError, InputError
 from sevkit.image import Recipe, ensure_image, find_image
 from sevkit.image import build as build_mod
 from sevkit.image import store as store_mod
@@ -212,9 +212,36 @@ def test_prune_keeps_current_images_and_removes_old_and_dead(tmp_path: Path, fak
     (old / "x").mkdir(parents=True)
     dead = tmp_path / ".bookworm-0123456789abcdef.tmp-1-abc"
     dead.mkdir()
+    for folder in (old, dead):      # what the store's own build folders carry
+        (folder / store_mod.MARKER).write_text(store_mod.MARKER_TEXT)
     other = tmp_path / "not-an-image"
     other.mkdir()
     removed = store_mod.prune(tmp_path)
     assert sorted(removed) == sorted([old, dead])
     assert current.root.is_dir() and other.is_dir() and (tmp_path / "logs").is_dir()
     assert find_image(cache_dir=tmp_path) == current
+
+
+def test_prune_deletes_only_what_carries_the_marker(tmp_path: Path) -> None:
+    """Issue 10 item 2, the original input: a scratch folder named like an image
+    (`notes-0123456789abcdef/` holding a user's file) was deleted. Also a symlink named like an
+    image pointing at a user's folder, a forged marker that is a symlink, and `--out ""`."""
+    store = tmp_path / "store"
+    store.mkdir()
+    notes = store / "notes-0123456789abcdef"
+    notes.mkdir()
+    (notes / "thesis.txt").write_text("a user's file")
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / store_mod.MARKER).write_text(store_mod.MARKER_TEXT)
+    (precious / "data").write_text("keep")
+    (store / "trixie-fedcba9876543210").symlink_to(precious)
+    linked_marker = store / "bookworm-fedcba9876543210"
+    linked_marker.mkdir()
+    (linked_marker / store_mod.MARKER).symlink_to(precious / store_mod.MARKER)
+    assert store_mod.prune(store) == []
+    assert (notes / "thesis.txt").read_text() == "a user's file"
+    assert (precious / "data").read_text() == "keep" and (store / "trixie-fedcba9876543210").is_symlink()
+    assert linked_marker.is_dir()
+    with pytest.raises(InputError, match="empty folder name"):
+        store_mod.prune("")

@@ -268,7 +268,7 @@ def test_permission_denied_is_an_input_error(tmp_path: Path, monkeypatch: pytest
 
     def deny(*a: object, **k: object) -> None:
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr("builtins.open", deny)   # root reads mode-0 files, so simulate the denial
+    monkeypatch.setattr("sevkit.userfiles.os.open", deny)   # root reads mode-0 files, so simulate the denial
     with pytest.raises(InputError, match="permission denied"):
         S.scan_file(f, [b"ab"])
 
