@@ -66,3 +66,15 @@ def prerequisites(feature: Feature) -> tuple[Feature, ...]:
     if feature not in FEATURE_CHAIN:
         return ()
     return FEATURE_CHAIN[: FEATURE_CHAIN.index(feature)]
+
+
+def chain(feature: Feature) -> tuple[Feature, ...]:
+    """``feature`` and the features it builds on (SEV-SNP -> (SEV, SEV-ES, SEV-SNP); SME -> (SME,))."""
+    return (*prerequisites(feature), feature)
+
+
+def dependents(feature: Feature) -> tuple[Feature, ...]:
+    """``feature`` and the features that build on it (SEV-ES -> (SEV-ES, SEV-SNP); SME -> (SME,))."""
+    if feature not in FEATURE_CHAIN:
+        return (feature,)
+    return FEATURE_CHAIN[FEATURE_CHAIN.index(feature):]

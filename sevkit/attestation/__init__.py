@@ -12,12 +12,13 @@ from the KDS; compute expected launch measurements.
 
 from __future__ import annotations
 
+from ..tcb import TcbVersion
 from .appraise import Expectations, appraise, parse_min_tcb
 from .certs import Chain, amd_info, chain_for_leaf, chain_from_certs, load_certificates, split_leaf
 from .checks import Check
 from .inputs import decode_report_bytes, load_report
 from .kds import KdsClient, obtain_vcek
-from .report import AttestationReport, TcbVersion, parse_report
+from .report import AttestationReport, parse_report
 from .verdict import Verdict, attest
 from .verify import Verification, report_signature_valid, verify_report
 

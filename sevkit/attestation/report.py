@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ..errors import ReportParseError
+from ..tcb import TcbLayout, TcbVersion, layout_for_family
 from .layout import (
     REPORT_SIZE,
     SIGNED_SIZE,
@@ -21,7 +22,6 @@ from .layout import (
 
 Product = Literal["Milan", "Genoa", "Turin"]
 PRODUCTS: tuple[Product, ...] = ("Milan", "Genoa", "Turin")
-TcbLayout = Literal["legacy", "turin"]
 SIGNING_KEYS = {0: "VCEK", 1: "VLEK", 7: "none"}
 
 
@@ -87,45 +87,6 @@ class KeyInfo:
         code = (raw >> 2) & 0x7
         return cls(raw=raw, author_key_en=_bit(raw, 0), mask_chip_key=_bit(raw, 1),
                    signing_key=SIGNING_KEYS.get(code, f"reserved({code})"))
-
-
-@dataclass(frozen=True, slots=True, order=False)
-class TcbVersion:
-    """TCB_VERSION (§6.3). ``fmc`` is None on Milan/Genoa, which have no FMC component."""
-
-    raw: bytes
-    layout: TcbLayout
-    bootloader: int
-    tee: int
-    snp: int
-    microcode: int
-    fmc: int | None = None
-
-    @classmethod
-    def decode(cls, raw: bytes, layout: TcbLayout) -> TcbVersion:
-        if len(raw) != 8:
-            raise ReportParseError(f"TCB_VERSION must be 8 bytes, got {len(raw)}")
-        if layout == "turin":
-            return cls(raw, layout, bootloader=raw[1], tee=raw[2], snp=raw[3], microcode=raw[7], fmc=raw[0])
-        return cls(raw, layout, bootloader=raw[0], tee=raw[1], snp=raw[6], microcode=raw[7])
-
-    def components(self) -> dict[str, int]:
-        """Named SPLs, with the KDS / VCEK-extension names."""
-        out = {"blSPL": self.bootloader, "teeSPL": self.tee, "snpSPL": self.snp, "ucodeSPL": self.microcode}
-        if self.fmc is not None:
-            out["fmcSPL"] = self.fmc
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"raw": self.raw.hex(), "bootloader": self.bootloader, "tee": self.tee,
-                             "snp": self.snp, "microcode": self.microcode}
-        if self.fmc is not None:
-            d["fmc"] = self.fmc
-        return d
-
-    def __str__(self) -> str:
-        fmc = f"FMC {self.fmc}, " if self.fmc is not None else ""
-        return f"{fmc}BL {self.bootloader}, TEE {self.tee}, SNP {self.snp}, UCODE {self.microcode}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,8 +251,8 @@ def parse_report(data: bytes, *, product_hint: str | None = None) -> Attestation
         values[f.name] = chunk if f.kind in ("bytes", "tcb") else int.from_bytes(chunk, "little")
     product, source = _decide_product(version, values, product_hint)
     # Turin (family 1Ah) puts FMC first; everything earlier uses the legacy order.
-    turin = product == "Turin" or (version >= 3 and values["cpuid_fam_id"] >= 0x1A)
-    layout: TcbLayout = "turin" if turin else "legacy"
+    layout: TcbLayout = ("turin" if product == "Turin"
+                         else layout_for_family(values["cpuid_fam_id"]) if version >= 3 else "legacy")
     return AttestationReport(
         raw=raw, version=version, guest_svn=values["guest_svn"], policy=Policy.decode(values["policy"]),
         family_id=values["family_id"], image_id=values["image_id"], vmpl=values["vmpl"],

@@ -11,19 +11,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..vocab import FEATURES, PROFILES, Feature, Profile, chain
 from .ovmf import OvmfImage
 
-FEATURES = ("SME", "SEV", "SEV-ES", "SEV-SNP")
 STATUSES = ("pass", "fail", "warn", "skip", "error")
-PROFILES = ("none", "sev", "sev-es", "sev-snp")
+__all__ = ["FEATURES", "PROFILES", "STATUSES", "Check", "CheckJudgement", "Evidence", "HostReport",
+           "ProfileVerdict", "QemuInfo", "counts_for", "expected_features"]
 
 
-def expected_features(profile: str) -> tuple[str, ...]:
+def expected_features(profile: str) -> tuple[Feature, ...]:
     """Features a profile demands: sev-snp implies sev-es implies sev."""
-    order = ("SEV", "SEV-ES", "SEV-SNP")
-    if profile == "none":
-        return ()
-    return order[: order.index(profile.upper()) + 1]
+    return Profile(profile).features
+
+
+def counts_for(feature: str | None, profile: str) -> bool:
+    """Does a check of ``feature`` count under ``profile``? Generic checks (None) always count; a
+    feature's checks count when the profile needs that feature (SEV-SNP needs SEV-ES and SEV)."""
+    if feature is None:
+        return True
+    return feature in FEATURES and any(feature in chain(w) for w in expected_features(profile))
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,17 @@ class ProfileVerdict:
 
 
 @dataclass(frozen=True)
+class CheckJudgement:
+    """One check as a test's outcome under a profile: ``pass``, ``warn`` (passes with a caveat),
+    ``error`` (could not measure), ``skip`` (a check it needs did not pass), ``not-expected``
+    (failed, but the profile does not demand its feature) or ``fail``."""
+
+    outcome: str
+    check: Check
+    profile: str
+
+
+@dataclass(frozen=True)
 class HostReport:
     checks: tuple[Check, ...]
     features: dict[str, bool | None]   # None: could not be determined (an access error)
@@ -130,7 +147,7 @@ class HostReport:
         if feature not in FEATURES:
             raise KeyError(f"unknown feature {feature!r}; known: {', '.join(FEATURES)}")
         out: list[Check] = []
-        for f in _chain(feature):
+        for f in chain(Feature(feature)):
             for c in self.checks:
                 if f in c.gates and not c.ok:
                     root = self._root_cause(c)
@@ -160,13 +177,22 @@ class HostReport:
         if profile not in PROFILES:
             raise KeyError(profile)
         wanted = expected_features(profile)
-        counted = [c for c in self.checks if c.feature is None or c.feature in wanted
-                   or (c.feature in FEATURES and _needed_by(c.feature, wanted))]
+        counted = [c for c in self.checks if counts_for(c.feature, profile)]
         # Any unreadable input is an access error (exit 2), whatever the profile: never a silent pass.
         errors = tuple(c for c in self.checks if c.status == "error")
         failures = tuple(c for c in counted if c.status == "fail")
         missing = tuple(f for f in wanted if not self.features.get(f))
         return ProfileVerdict(profile, not (errors or failures or missing), errors, failures, missing)
+
+    def judge(self, check_id: str, profile: str) -> CheckJudgement:
+        """The verdict on one check under ``profile``: the one place a host check becomes a test's
+        outcome (suites/host turn it into pass, skip, fail or error, nothing else)."""
+        c = self.check(check_id)
+        if c.status in ("pass", "warn", "error", "skip"):
+            outcome = c.status
+        else:   # fail
+            outcome = "fail" if counts_for(c.feature, profile) else "not-expected"
+        return CheckJudgement(outcome, c, profile)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -180,13 +206,3 @@ class HostReport:
             "ovmf_images": [i.to_json() for i in self.ovmf_images],
             "meta": dict(self.meta),
         }
-
-
-def _chain(feature: str) -> tuple[str, ...]:
-    """A feature and the ones it builds on (SEV-SNP needs SEV-ES needs SEV)."""
-    return {"SME": ("SME",), "SEV": ("SEV",), "SEV-ES": ("SEV", "SEV-ES"),
-            "SEV-SNP": ("SEV", "SEV-ES", "SEV-SNP")}[feature]
-
-
-def _needed_by(feature: str, wanted: tuple[str, ...]) -> bool:
-    return any(feature in _chain(w) for w in wanted)

@@ -21,12 +21,12 @@ from sevkit.attestation.report import (
     KeyInfo,
     PlatformInfo,
     Policy,
-    TcbVersion,
     product_from_cpuid,
     product_from_name,
 )
 from sevkit.attestation.verify import pss_signed_by
 from sevkit.errors import AttestationError, InputError, ReportParseError
+from sevkit.tcb import TcbVersion
 
 
 def test_layout_table_matches_sev_facts() -> None:

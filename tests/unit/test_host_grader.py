@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from hostraw import (
+    GENOA,
     MILAN,
     ROME,
     TURIN,
@@ -21,8 +22,8 @@ from hostraw import (
 )
 
 from sevkit.host import FEATURES, grade
-from sevkit.host.checks_platform import decode_tcb
 from sevkit.host.cpu import Signature, generation, sev_firmware_file, signature
+from sevkit.tcb import TcbVersion, layout_for_family
 
 SNPHOST_TREE = {  # snphost ok test name -> our check id (sev-facts §9.1)
     "AMD CPU": "cpu.vendor", "Microcode support": "cpu.epyc", "Secure Memory Encryption (SME)": "cpuid.sme",
@@ -263,9 +264,11 @@ def test_cpu_decoding() -> None:
     assert generation(signature(0x00AA0F01)) == "Bergamo/Siena"   # family 19h model A0h
     assert generation(signature(0x00800F12)) == "Naples"
     assert sev_firmware_file(Signature(0x19, 0x11, 1)) == "amd/amd_sev_fam19h_model1xh.sbin"
-    assert decode_tcb(tcb(4, 0, 24, 219), turin=False) == "BL 4 TEE 0 SNP 24 UCODE 219"
-    assert decode_tcb(int.from_bytes(bytes([1, 2, 3, 4, 0, 0, 0, 9]), "little"), turin=True) == \
+    assert TcbVersion.from_int(tcb(4, 0, 24, 219), "legacy").text(" ") == "BL 4 TEE 0 SNP 24 UCODE 219"
+    assert TcbVersion.from_int(int.from_bytes(bytes([1, 2, 3, 4, 0, 0, 0, 9]), "little"), "turin").text(" ") == \
         "FMC 1 BL 2 TEE 3 SNP 4 UCODE 9"
+    assert layout_for_family(signature(TURIN).family) == "turin"
+    assert layout_for_family(signature(MILAN).family) == layout_for_family(signature(GENOA).family) == "legacy"
 
 
 def test_report_json_shape() -> None:
