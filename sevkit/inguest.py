@@ -22,22 +22,20 @@ from .errors import GuestError
 from .logs import patterns as P
 from .logs.dmesg import parse_guest_dmesg
 from .logs.lines import cap_lines
+from .memencrypt import MemEncryptInfo, feature_mask
 from .results import CommandResult, Shell
+from .vocab import Feature, GuestKind, chain
 
 SEV_STATUS_MSR = 0xC0010131
-# Features each guest kind must announce, in the kernel's own token spelling (§3.1, §11.3).
+# Features each guest kind must announce: its own and every one it builds on, in the kernel's
+# token spelling, which is the Feature values (§3.1, §11.3).
 EXPECTED_FEATURES: dict[str, frozenset[str]] = {
-    "plain": frozenset(),
-    "sev": frozenset({"SEV"}),
-    "sev-es": frozenset({"SEV", "SEV-ES"}),
-    "sev-snp": frozenset({"SEV", "SEV-ES", "SEV-SNP"}),
-}
+    k: frozenset(f.value for f in chain(k.feature)) if k.feature else frozenset() for k in GuestKind}
 # SEV_STATUS bits 0..2 = SEV, SEV-ES, SEV-SNP (§2.3); higher bits are optional SNP features.
-EXPECTED_STATUS_LOW3 = {"plain": 0b000, "sev": 0b001, "sev-es": 0b011, "sev-snp": 0b111}
-# CPUID Fn8000_001F EAX as QEMU builds it for the guest: bit1 SEV, bit3 SEV-ES, bit4 SNP (§11.3).
-CPUID_SEV, CPUID_SEV_ES, CPUID_SNP = 1 << 1, 1 << 3, 1 << 4
-EXPECTED_CPUID_EAX = {"plain": 0, "sev": CPUID_SEV, "sev-es": CPUID_SEV | CPUID_SEV_ES,
-                      "sev-snp": CPUID_SEV | CPUID_SEV_ES | CPUID_SNP}
+SEV_STATUS_BITS = {Feature.SEV: 0, Feature.SEV_ES: 1, Feature.SEV_SNP: 2}
+EXPECTED_STATUS_LOW3 = {k: sum(1 << SEV_STATUS_BITS[Feature(f)] for f in fs) for k, fs in EXPECTED_FEATURES.items()}
+# CPUID Fn8000_001F EAX as QEMU builds it for the guest: the SEV/SEV-ES/SNP bits of its features (§11.3).
+EXPECTED_CPUID_EAX = {k: feature_mask(frozenset(Feature(f) for f in fs)) for k, fs in EXPECTED_FEATURES.items()}
 
 KERNEL_PROBLEMS = (
     ("oops", re.compile(r"\bOops: |\bgeneral protection fault\b|\bBUG: |\bkernel BUG at\b")),
@@ -175,14 +173,14 @@ class GuestProbe:
     def cpuid_eax_sev_bits(self) -> int | None:
         """EAX bits SEV|SEV-ES|SNP of Fn8000_001F; 0 when the leaf does not exist (no SEV)."""
         if self.cpuid_8000001f is not None:
-            return self.cpuid_8000001f[0] & (CPUID_SEV | CPUID_SEV_ES | CPUID_SNP)
+            return MemEncryptInfo(*self.cpuid_8000001f).sev_mode_bits
         if self.cpuid_max_ext is not None:
             return 0
         return None
 
     @property
     def cbitpos(self) -> int | None:
-        return None if self.cpuid_8000001f is None else self.cpuid_8000001f[1] & 0x3F
+        return None if self.cpuid_8000001f is None else MemEncryptInfo(*self.cpuid_8000001f).cbitpos
 
 
 def parse_probe(result: CommandResult) -> GuestProbe:

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MeasurementError
+from ..vocab import GuestKind
 
 if TYPE_CHECKING:
     from ..host.ovmf import OvmfImage
     from ..qemu.spec import GuestSpec
 
-MODES = {"sev": "SEV", "sev-es": "SEV_ES", "sev-snp": "SEV_SNP"}
+# sevsnpmeasure SevMode member per guest kind.
+MODES: dict[str, str] = {GuestKind.SEV: "SEV", GuestKind.SEV_ES: "SEV_ES", GuestKind.SEV_SNP: "SEV_SNP"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,10 @@ from typing import Any
 
 from ..errors import InputError
 from ..logs.analyze import analyze_file
+from ..vocab import FEATURES
 from . import EXIT_ERROR, EXIT_OK, error
 
-FEATURE_ORDER = ("SME", "SEV", "SEV-ES", "SEV-SNP")
+FEATURE_ORDER = FEATURES
 
 
 def register(subparsers: Any) -> None:

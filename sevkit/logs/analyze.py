@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..userfiles import CAPTURE, STDIN, read_file, shown
+from ..vocab import FEATURES
 from . import detect as D
 from . import patterns as P
 from .cpuid import parse_cpuid_text
@@ -129,7 +130,7 @@ def analyze_text(text: str, name: str = "<text>") -> dict[str, Any]:
         notes, evidence = list(o.notes), o.evidence_lines
     else:   # TCB blocks only: no feature verdicts in them
         blocks = parse_tcb_blocks(text)
-        out.update(features=dict.fromkeys(("SME", "SEV", "SEV-ES", "SEV-SNP")), firmware={},
+        out.update(features=dict.fromkeys(FEATURES), firmware={},
                    asid_counts={}, errors=[], tcb=_tcb_dict(blocks))
         notes, evidence = tcb_notes(blocks), [ln for ln in text.splitlines() if ln.strip()][:12]
     if not text.endswith("\n"):

@@ -1,5 +1,5 @@
 """Output of the `cpuid` tool: raw register dumps (`cpuid -1 -r [-l 0x8000001f]`) and decoded
-lines (`cpuid | grep SEV`). Decodes CPUID Fn8000_001F per sev-facts §1.1/§1.2.
+lines (`cpuid | grep SEV`). Raw Fn8000_001F registers are decoded by sevkit.memencrypt (sev-facts §1.1/§1.2).
 """
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from .dmesg import FEATURES, Features
+from ..memencrypt import FEATURE_BITS, LEAF, MemEncryptInfo
+from ..vocab import FEATURES
+from .dmesg import Features
 
 RAW = re.compile(
     r"^[ \t]*+0x(?P<leaf>[0-9a-fA-F]{8}) 0x(?P<sub>[0-9a-fA-F]{2}): "
@@ -30,10 +32,6 @@ DECODED_NUM = {
     "max_guests": re.compile(r"^[ \t]*+number of SEV-enabled guests supported[^=\n]*+" + _NUM, re.M),
     "min_sev_asid": re.compile(r"^[ \t]*+minimum SEV guest ASID[^=\n]*+" + _NUM, re.M),
 }
-_BIT = {"SME": 0, "SEV": 1, "SEV-ES": 3, "SEV-SNP": 4}
-
-LEAF_SEV = 0x8000001F
-
 
 @dataclass(frozen=True)
 class CpuidInfo:
@@ -76,16 +74,17 @@ def parse_cpuid_text(text: str) -> CpuidInfo:
         evidence.append(line)
         if vendor != "AuthenticAMD":
             notes.append(f"vendor {vendor} is not AMD")
-    if LEAF_SEV in leaves:
-        eax, ebx, ecx, edx, line = leaves[LEAF_SEV]
+    if LEAF in leaves:
+        eax, ebx, ecx, edx, line = leaves[LEAF]
         evidence.append(line)
         registers = {"eax": f"0x{eax:08x}", "ebx": f"0x{ebx:08x}", "ecx": f"0x{ecx:08x}",
                      "edx": f"0x{edx:08x}"}
-        for name, bit in _BIT.items():
-            features[name] = bool(eax >> bit & 1)
-        fields.update(c_bit=ebx & 0x3F, phys_addr_reduction=(ebx >> 6) & 0x3F, num_vmpls=(ebx >> 12) & 0xF,
-                      max_guests=ecx, min_sev_asid=edx)
-    elif 0x80000000 in leaves and leaves[0x80000000][0] < LEAF_SEV:
+        me = MemEncryptInfo(eax, ebx, ecx, edx)
+        for feature in FEATURE_BITS:
+            features[feature] = me.has(feature)
+        fields.update(c_bit=me.cbitpos, phys_addr_reduction=me.phys_addr_reduction, num_vmpls=me.num_vmpl,
+                      max_guests=me.max_guests, min_sev_asid=me.min_sev_asid)
+    elif 0x80000000 in leaves and leaves[0x80000000][0] < LEAF:
         features = dict.fromkeys(FEATURES, False)
         notes.append(f"max extended leaf 0x{leaves[0x80000000][0]:08x} < 0x8000001f: no memory encryption")
     else:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .dmesg import FEATURES, Features
+from ..vocab import FEATURES
+from .dmesg import Features
 
 # /proc/cpuinfo "flags\t\t: ..." and lscpu "Flags:   ...". "vmx flags" (Intel) must not match.
 FLAGS = re.compile(r"^(?:flags\s*:|Flags:)[ \t]*(?P<flags>.*)$", re.M)

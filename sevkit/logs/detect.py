@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from ..vocab import FEATURE_CHAIN
 from . import patterns as P
 from .cpuid import DECODED_BOOL, DECODED_NUM, RAW
 from .cpuinfo import FLAGS
@@ -35,7 +36,7 @@ def _banner_vote(line: str) -> str | None:
     m = P.MEM_ENCRYPT_NEW.search(line) or P.MEM_ENCRYPT_OLD.search(line)
     if m:
         toks = set(m["tok"].split())
-        return GUEST_DMESG if toks & {"SEV", "SEV-ES", "SEV-SNP"} else HOST_DMESG if toks else None
+        return GUEST_DMESG if toks & set(FEATURE_CHAIN) else HOST_DMESG if toks else None
     m = P.MEM_ENCRYPT_OLDEST.search(line)
     if m:
         return GUEST_DMESG if m["sev"] else HOST_DMESG

@@ -15,9 +15,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..vocab import FEATURE_CHAIN, FEATURES, Feature, dependents
 from . import patterns as P
 
-FEATURES = ("SME", "SEV", "SEV-ES", "SEV-SNP")
 SNP_MIN_API = (1, 51)   # SNP_MIN_API_MAJOR/MINOR in drivers/crypto/ccp/sev-dev.c
 
 Features = dict[str, bool | None]
@@ -197,7 +197,7 @@ def parse_host_dmesg(text: str) -> HostDmesg:
     # kvm_amd prints the SEV-ES (and SNP) line right after the SEV line whenever the kernel
     # supports it, so a missing line next to a present SEV line means "none" (AMDSEV#84, #258).
     if kvm_seen and "SEV" in kvm_state:
-        for kind in ("SEV-ES", "SEV-SNP"):
+        for kind in dependents(Feature.SEV_ES):
             if kind not in kvm_state:
                 kvm_state[kind] = False
                 if "SEV" in counts:
@@ -217,7 +217,7 @@ def parse_host_dmesg(text: str) -> HostDmesg:
     features = _empty_features()
     features["SME"] = False if bios_off else sme
     sev_dead = bios_off or psp_dead or sev_init_failed
-    for kind in ("SEV", "SEV-ES"):
+    for kind in (Feature.SEV, Feature.SEV_ES):
         if sev_dead or kvm_state.get(kind) is False:
             features[kind] = False
         elif kvm_state.get(kind) and fw_sev:
@@ -230,7 +230,7 @@ def parse_host_dmesg(text: str) -> HostDmesg:
 
     if cpu is not None and "Hygon" in cpu:
         # Hygon's SEV-compatible CSV is not AMD SEV: never report AMD SEV usable on it
-        for kind in ("SEV", "SEV-ES", "SEV-SNP"):
+        for kind in FEATURE_CHAIN:
             features[kind] = False
         notes.append(f"{cpu} is a Hygon CPU, not AMD: its SEV lines describe Hygon CSV, not AMD SEV")
     elif cpu is not None and "EPYC" not in cpu:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..vocab import FEATURE_CHAIN, FEATURES
 from . import patterns as P
-from .dmesg import FEATURES, Features
+from .dmesg import Features
 
-ORDER = ("SEV", "SEV-ES", "SEV-SNP")
+ORDER: tuple[str, ...] = FEATURE_CHAIN   # the documented order of the bare values: sev, sev_es, sev_snp
 _KEY = {"sev": "SEV", "sev_es": "SEV-ES", "sev_snp": "SEV-SNP"}
 # atomic/possessive so a line repeating the path cannot make it quadratic (issue 10 item 7)
 PROMPT = re.compile(r"^\s*+(?:\S*[#$❯>]\s*)?cat\s++(?>\S*kvm_amd/parameters/)\S*+\s*+$")

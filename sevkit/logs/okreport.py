@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..vocab import FEATURES
 from . import patterns as P
-from .dmesg import FEATURES, Features
+from .dmesg import Features
 
 # Linear on any line (possessive blanks, greedy label up to the first colon; callers strip): the lazy
 # label before `\s*$` took seconds on a `[PASS] - a` line padded with blanks (issue 10 item 7).

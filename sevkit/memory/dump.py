@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from ..errors import DumpError, SevkitError
 from ..versions import version_tuple
+from ..vocab import GuestKind
 from .scan import STREAM_CHUNK, Hit, ScanResult, StreamScanner, scan_file
 
 MiB = 1 << 20
@@ -488,7 +489,7 @@ def private_memory_view(kind: str, host_kernel_release: str) -> tuple[bool, str]
     SEV/SEV-ES: yes, the pages are in QEMU's mapping, encrypted. SEV-SNP on a guest_memfd host
     (kernel >= 6.11): no, private pages are not mapped into QEMU (sev-facts §8.7).
     """
-    if kind == "sev-snp" and version_tuple(host_kernel_release) >= GUEST_MEMFD_KERNEL:
+    if kind == GuestKind.SEV_SNP and version_tuple(host_kernel_release) >= GUEST_MEMFD_KERNEL:
         return False, (f"SEV-SNP on host kernel {host_kernel_release}: private pages live in guest_memfd, "
                        "which QEMU does not map; only the shared view was read")
     return True, ""

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import DumpError
+from ..vocab import GuestKind
 from .dump import MemoryScan
 from .registers import RegisterView
 from .scan import HIGH_ENTROPY
@@ -64,12 +65,12 @@ def judge_confidential(kind: str, ms: MemoryScan, needle: bytes, control: bytes,
 
 def judge_registers(kind: str, view: RegisterView, evidence: dict[str, Any]) -> list[str]:
     """Failures for the register check; DumpError when the plain control shows nothing."""
-    if kind == "plain":
+    if kind == GuestKind.PLAIN:
         if not view.live:
             raise DumpError("the host cannot read the plain guest's registers: the register check proves "
                             "nothing for the confidential guests", evidence=evidence)
         return []
-    if kind == "sev":
+    if kind == GuestKind.SEV:
         return []   # recorded, not judged: SEV without ES leaves registers visible by design
     if view.live:
         first = view.to_json()["samples"][:1]

@@ -8,7 +8,8 @@
     reaper.py    kill QEMU processes this run started, found through their pidfiles
 """
 
+from ..vocab import GUEST_KINDS
 from .argv import build_argv, run_script
-from .spec import GUEST_KINDS, Firmware, GuestSpec, Wiring
+from .spec import Firmware, GuestSpec, Wiring
 
 __all__ = ["GUEST_KINDS", "Firmware", "GuestSpec", "Wiring", "build_argv", "run_script"]

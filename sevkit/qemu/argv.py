@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import shlex
 
+from ..vocab import GuestKind
 from .spec import QEMU_CGS, GuestSpec, Wiring
 
 CGS_ID = "sev0"
@@ -33,7 +34,7 @@ def machine_opts(spec: GuestSpec) -> str:
     if spec.confidential:
         key = "confidential-guest-support" if spec.qemu_version >= QEMU_CGS else "memory-encryption"
         opts += [f"{key}={CGS_ID}", "vmport=off"]
-        if spec.kind == "sev-snp":
+        if spec.kind == GuestKind.SEV_SNP:
             opts.append(f"memory-backend={RAM_ID}")
     if spec.igvm is not None:
         opts.append(f"igvm-cfg={IGVM_ID}")   # QEMU docs/system/igvm.rst
@@ -74,7 +75,7 @@ def confidential_objects(spec: GuestSpec) -> list[str]:
         common.append(f"reduced-phys-bits={spec.reduced_phys_bits}")
     if spec.kernel_hashes:
         common.append("kernel-hashes=on")
-    if spec.kind == "sev-snp":
+    if spec.kind == GuestKind.SEV_SNP:
         return ["-object", f"memory-backend-memfd,id={RAM_ID},size={spec.memory_mib}M,share=true,prealloc=false",
                 "-object", ",".join(["sev-snp-guest", *common, *snp_extra(spec)])]
     return ["-object", ",".join(["sev-guest", *common])]

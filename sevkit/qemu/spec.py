@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LaunchRefused
+from ..vocab import GUEST_KINDS as GUEST_KINDS  # re-exported: fixtures and tests import it from here
+from ..vocab import GuestKind
 
-GUEST_KINDS = ("plain", "sev", "sev-es", "sev-snp")
-SEV_KINDS = frozenset({"sev", "sev-es", "sev-snp"})
+SEV_KINDS = frozenset(k for k in GuestKind if k.confidential)
 
 # QEMU's defaults for each object (§8.2/§8.3): SEV = NODBG, SEV-ES = NODBG|ES, SNP = SMT|reserved-1.
-DEFAULT_POLICY = {"sev": 0x1, "sev-es": 0x5, "sev-snp": 0x30000}
+DEFAULT_POLICY: dict[str, int] = {GuestKind.SEV: 0x1, GuestKind.SEV_ES: 0x5, GuestKind.SEV_SNP: 0x30000}
 SEV_POLICY_ES = 0x4
 SNP_POLICY_RESERVED_ONE = 1 << 17
 
@@ -83,7 +84,7 @@ class GuestSpec:
     Raises LaunchRefused on an impossible combination (unless ``check=False``).
     """
 
-    kind: str = "plain"
+    kind: str = GuestKind.PLAIN
     name: str = "guest"
     qemu_binary: str = "qemu-system-x86_64"
     qemu_version: tuple[int, int, int] = (7, 2, 0)
@@ -167,13 +168,13 @@ class GuestSpec:
         if self.accel != "kvm":
             self._refuse("SEV requires KVM with SEV support; TCG cannot run confidential guests "
                          "(QEMU aborts with an assertion on sev-guest under TCG)")
-        if self.kind == "sev-snp" and self.qemu_version < QEMU_SNP:
+        if self.kind == GuestKind.SEV_SNP and self.qemu_version < QEMU_SNP:
             self._refuse(f"SEV-SNP needs QEMU >= 9.1 (sev-snp-guest); this QEMU is "
                          f"{'.'.join(map(str, self.qemu_version))}")
-        if self.kind == "sev-snp" and self.firmware.kind != "bios" and self.igvm is None:
+        if self.kind == GuestKind.SEV_SNP and self.firmware.kind != "bios" and self.igvm is None:
             self._refuse("SEV-SNP firmware must be one OVMF image passed with -bios, not "
                          f"{self.firmware.label}")
-        if self.kind != "sev-snp" and self.firmware.kind == "seabios":
+        if self.kind != GuestKind.SEV_SNP and self.firmware.kind == "seabios":
             self._refuse("SEV guests boot through OVMF; SeaBIOS cannot start an encrypted guest")
         if self.cbitpos is None or self.reduced_phys_bits is None:
             self._refuse("cbitpos and reduced-phys-bits are unknown (take them from "
@@ -184,13 +185,13 @@ class GuestSpec:
             self._refuse("kernel-hashes needs QEMU >= 6.2")
         policy = self.effective_policy
         assert policy is not None
-        if self.kind == "sev" and policy & SEV_POLICY_ES:
+        if self.kind == GuestKind.SEV and policy & SEV_POLICY_ES:
             self._refuse(f"policy {policy:#x} sets the SEV-ES bit (0x4) on a plain SEV guest")
-        if self.kind == "sev-es" and not policy & SEV_POLICY_ES:
+        if self.kind == GuestKind.SEV_ES and not policy & SEV_POLICY_ES:
             self._refuse(f"SEV-ES policy {policy:#x} lacks the ES bit (0x4)")
-        if self.kind in ("sev", "sev-es") and policy >> 32:
+        if self.kind in (GuestKind.SEV, GuestKind.SEV_ES) and policy >> 32:
             self._refuse(f"SEV policy {policy:#x} does not fit 32 bits")
-        if self.kind == "sev-snp" and not policy & SNP_POLICY_RESERVED_ONE:
+        if self.kind == GuestKind.SEV_SNP and not policy & SNP_POLICY_RESERVED_ONE:
             self._refuse(f"SNP policy {policy:#x} lacks bit 17, which must be 1")
         if self.kind == "sev-snp":
             self._validate_snp(policy)
