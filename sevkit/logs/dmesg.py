@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..vocab import FEATURE_CHAIN, FEATURES, Feature, dependents
+from ..vocab import FEATURE_CHAIN, FEATURES, Feature, GuestKind, dependents
 from . import patterns as P
 
 SNP_MIN_API = (1, 51)   # SNP_MIN_API_MAJOR/MINOR in drivers/crypto/ccp/sev-dev.c
@@ -295,8 +295,8 @@ def parse_guest_dmesg(text: str) -> GuestDmesg:
         elif P.GUEST_PLATFORM_DEV.search(line):
             snp_seen = True
         elif m := P.GUEST_SYSTEMD_CVM.search(line):
-            snp_seen = snp_seen or m["kind"] == "sev-snp"
-            es_seen = es_seen or m["kind"] == "sev-es"
+            snp_seen = snp_seen or m["kind"] == GuestKind.SEV_SNP
+            es_seen = es_seen or m["kind"] == GuestKind.SEV_ES
             features["SEV"] = True
         elif (m := P.GUEST_VC_FAIL.search(line)) or (m := P.GUEST_VMPCK_DISABLED.search(line)):
             errors.append(_message(line, m))

@@ -58,24 +58,24 @@ def test_ovmf_present(host_check: HostCheck) -> None:
 
 
 def test_ovmf_sev_es(host_check: HostCheck) -> None:
-    """OVMF with the SEV-ES reset block in its GUID table [SEV-ES].
+    """OVMF with the SEV-ES reset block (GUID table) [SEV-ES].
 
-    Ref: sev-facts §8.5 (GUID 00f771de-1a7e-4fcb-890e-68c77e2fb44e).
+    Ref: sev-facts §8.5 GUID 00f771de-1a7e-4fcb-890e-68c77e2fb44e.
     """
     host_check("ovmf.sev_es")
 
 
 def test_ovmf_snp(host_check: HostCheck) -> None:
-    """OVMF with SEV-SNP metadata (SNP_SEC_MEM, SNP_SECRETS, CPUID sections), usable with -bios [SEV-SNP].
+    """OVMF with SEV-SNP metadata (usable with -bios) [SEV-SNP].
 
-    Ref: sev-facts §8.5 (GUID dc886566-984a-4798-a75e-5585a7bf67cc), §8.3.
+    Ref: sev-facts §8.5 GUID dc886566-984a-4798-a75e-5585a7bf67cc.
     """
     host_check("ovmf.snp")
 
 
 def test_ovmf_kernel_hashes(host_check: HostCheck) -> None:
-    """OVMF with a SEV hash table for measured direct boot (kernel-hashes=on) [SEV].
+    """OVMF with a SEV hash table (measured direct boot, kernel-hashes=on) [SEV].
 
-    Ref: sev-facts §8.5 (GUID 7255371f-3a3b-4b04-927b-1da6efa8d454).
+    Ref: sev-facts §8.5 GUID 7255371f-3a3b-4b04-927b-1da6efa8d454.
     """
     host_check("ovmf.kernel_hashes")
