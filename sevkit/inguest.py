@@ -12,13 +12,13 @@ says about memory encryption.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import GuestError
+from .guestpy import python_command
 from .logs import patterns as P
 from .logs.dmesg import parse_guest_dmesg
 from .logs.lines import cap_lines
@@ -87,7 +87,7 @@ def kernel_problems(dmesg: str) -> list[str]:
     return out
 
 
-# The probe runs as root in the guest; sent base64-encoded so no quoting can break it (P3).
+# The probe runs as root in the guest (shipped by sevkit.guestpy, base64-encoded: P3).
 _PROBE = r'''
 import json, os, struct, subprocess
 out = {}
@@ -145,8 +145,7 @@ print("SEVKIT-PROBE " + json.dumps(out, sort_keys=True))
 
 def probe_command() -> str:
     """The shell command that runs the in-guest probe (python3, as root)."""
-    blob = base64.b64encode(_PROBE.encode()).decode()
-    return f"echo {blob} | base64 -d | python3 -"
+    return python_command(_PROBE)
 
 
 @dataclass(frozen=True, slots=True)

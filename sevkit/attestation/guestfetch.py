@@ -1,9 +1,8 @@
 """Host side of report retrieval: send guest_script.py into the guest through any Shell
 (SerialConsole, SshSession), run it with a nonce, and bring the report and certificates back.
 
-The script travels base64-encoded in chunks of at most CHUNK characters per command, because a
-serial console's canonical-mode line buffer holds 4095 characters; the answer comes back as one
-base64 line tagged ``SEVKIT-ATTEST``.
+The script travels through sevkit.guestpy (base64-encoded, one command: SerialConsole stages it
+past the tty's line limit); the answer comes back as one base64 line tagged ``SEVKIT-ATTEST``.
 """
 
 from __future__ import annotations
@@ -11,16 +10,15 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-import shlex
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 from ..errors import AttestationError
+from ..guestpy import run_python
 from ..results import CommandResult, Shell
 from .guestanswer import parse_answer
 
-CHUNK = 1000
 TAG = "SEVKIT-ATTEST "
 TSM_ROOT = "/sys/kernel/config/tsm/report"
 
@@ -43,7 +41,7 @@ class GuestReport:
 
 def fetch_report(shell: Shell, nonce: bytes | None = None, *, vmpl: int = 0, timeout: float = 60.0,
                  tsm_root: str = TSM_ROOT, device: str = "/dev/sev-guest", method: str = "auto",
-                 python: str = "python3", workdir: str = "/tmp") -> GuestReport:
+                 python: str = "python3") -> GuestReport:
     """Get a report for ``nonce`` (default: 64 fresh random bytes) from the guest behind ``shell``.
 
     Raises AttestationError with the guest's own message when no report could be obtained, and
@@ -54,25 +52,10 @@ def fetch_report(shell: Shell, nonce: bytes | None = None, *, vmpl: int = 0, tim
     if len(nonce) > 64:
         raise AttestationError(f"nonce is {len(nonce)} bytes; REPORT_DATA holds 64")
     tag = secrets.token_hex(4)
-    b64_path = f"{workdir}/sevkit-attest-{tag}.b64"
-    py_path = f"{workdir}/sevkit-attest-{tag}.py"
-    transcript: list[CommandResult] = []
-
-    def run(cmd: str) -> CommandResult:
-        res = shell.run(cmd, timeout=timeout)
-        transcript.append(res)
-        return res
-
-    encoded = base64.b64encode(script_text().encode()).decode()
-    run(f": > {shlex.quote(b64_path)}").check()
-    for i in range(0, len(encoded), CHUNK):
-        run(f"printf %s {shlex.quote(encoded[i:i + CHUNK])} >> {shlex.quote(b64_path)}").check()
     args = ["--nonce", nonce.hex(), "--vmpl", str(vmpl), "--tsm-root", tsm_root,
             "--entry", f"sevkit-{tag}", "--device", device, "--method", method]
-    cmd = (f"base64 -d {shlex.quote(b64_path)} > {shlex.quote(py_path)} && "
-           f"{python} {shlex.quote(py_path)} {' '.join(map(shlex.quote, args))}; "
-           f"rc=$?; rm -f {shlex.quote(b64_path)} {shlex.quote(py_path)}; exit $rc")
-    res = run(cmd)
+    res = run_python(shell, script_text(), args, timeout=timeout, python=python)
+    transcript = [res]
     answer = _decode_answer(res)
     if "error" in answer:
         raise AttestationError(f"guest could not produce an SNP report: {answer['error']}",

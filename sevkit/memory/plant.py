@@ -10,23 +10,21 @@ every SEV mode (sev-facts §8.7), so nothing that crosses them may equal the nee
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import secrets
-import shlex
 from dataclasses import dataclass
 from typing import Any
 
 from ..deadline import Deadline
 from ..errors import CommandFailed, GuestError
+from ..guestpy import detached_python_command
 from ..results import Shell
 
 SECRET_LEN = 64
 COPIES = 256            # one per 4 KiB page of the planter's buffer
-B64_LINE = 400          # serial console lines stay far below the 4095-byte tty limit
 
-# Runs in the guest (python3). Kept free of quotes that matter: it travels base64-encoded.
+# Runs in the guest (python3), shipped by sevkit.guestpy (base64-encoded).
 PLANTER = r'''
 import ctypes, hashlib, json, os, sys, time
 seed = bytes.fromhex(sys.argv[1]); copies = int(sys.argv[2]); tag = sys.argv[3]
@@ -122,25 +120,17 @@ class Planted:
                 "plant_seconds": round(self.plant_seconds, 3)}
 
 
-def plant_commands(secret: Secret, copies: int = COPIES) -> list[str]:
-    """Shell commands, each one short line, that install and start the planter in the guest."""
-    blob = base64.b64encode(PLANTER.encode()).decode()
-    script = f"/run/sevkit-plant-{secret.tag}.py"
-    cmds = [f"rm -f {script}.b64"]
-    cmds += [f"printf %s {shlex.quote(blob[i:i + B64_LINE])} >> {script}.b64"
-             for i in range(0, len(blob), B64_LINE)]
-    cmds.append(f"base64 -d {script}.b64 > {script} && rm -f {script}.b64")
-    # setsid -f with every stream detached: the planter must outlive the shell (qemu-tcg-notes P3)
-    cmds.append(f"setsid -f python3 {script} {secret.seed.hex()} {copies} {secret.tag} {secret.length} "
-                "</dev/null >/dev/null 2>&1")
-    return cmds
+def plant_command(secret: Secret, copies: int = COPIES) -> str:
+    """The shell command that installs the planter as /run/sevkit-plant-<tag>.py and starts it
+    detached (it must outlive the shell)."""
+    return detached_python_command(PLANTER, f"/run/sevkit-plant-{secret.tag}.py",
+                                   [secret.seed.hex(), str(copies), secret.tag, str(secret.length)])
 
 
 def plant(shell: Shell, secret: Secret, *, copies: int = COPIES, timeout: float = 60.0) -> Planted:
     """Start the planter in the guest and wait for its status file. Raises GuestError/CommandFailed."""
     deadline = Deadline(timeout)
-    for cmd in plant_commands(secret, copies):
-        shell.run(cmd, timeout=deadline.cap(30.0)).check()
+    shell.run(plant_command(secret, copies), timeout=deadline.cap(30.0)).check()
     status_file = f"/run/sevkit-plant-{secret.tag}.json"
     while True:
         r = shell.run(f"cat {status_file} 2>/dev/null || true", timeout=deadline.cap(30.0))

@@ -63,7 +63,7 @@ def test_configfs_path_brings_back_report_and_certs(tmp_path: Path) -> None:
     root.mkdir(parents=True)
     shell = FakeLocalShell(_canned())
     nonce = bytes(range(64))
-    got = fetch_report(shell, nonce, vmpl=0, tsm_root=str(root), workdir=str(tmp_path))
+    got = fetch_report(shell, nonce, vmpl=0, tsm_root=str(root))
     assert got.method == "configfs-tsm" and got.details["provider"] == "sev_guest"
     assert got.report == read("virtee-sev/report_milan.bin")
     assert load_report(got.report).version == 2
@@ -71,22 +71,22 @@ def test_configfs_path_brings_back_report_and_certs(tmp_path: Path) -> None:
     entry = Path(got.details["entry"])
     assert (entry / "inblob").read_bytes() == nonce              # the script wrote our nonce
     assert (entry / "privlevel").read_text() == "0"
-    assert all(len(c) < 4095 for c in shell.commands)             # serial-console line limit
-    assert len(shell.commands) >= 3 and not list(tmp_path.glob("sevkit-attest-*"))  # files cleaned up
+    # One command pipes the script to python (sevkit.guestpy); SerialConsole stages it past the tty limit.
+    assert len(shell.commands) == 1 and "| base64 -d | python3 - --nonce" in shell.commands[0]
 
 
 def test_random_nonce_by_default(tmp_path: Path) -> None:
     root = tmp_path / "r"
     root.mkdir()
-    a = fetch_report(FakeLocalShell(_canned()), tsm_root=str(root), workdir=str(tmp_path))
-    b = fetch_report(FakeLocalShell(_canned()), tsm_root=str(root), workdir=str(tmp_path))
+    a = fetch_report(FakeLocalShell(_canned()), tsm_root=str(root))
+    b = fetch_report(FakeLocalShell(_canned()), tsm_root=str(root))
     assert len(a.nonce) == 64 and a.nonce != b.nonce
 
 
 def test_no_interface_is_an_error_with_the_guest_message(tmp_path: Path) -> None:
     with pytest.raises(AttestationError, match="no SNP report interface") as exc:
         fetch_report(FakeLocalShell(), b"x", tsm_root=str(tmp_path / "absent"),
-                     device=str(tmp_path / "no-sev-guest"), workdir=str(tmp_path))
+                     device=str(tmp_path / "no-sev-guest"))
     assert "not present" in str(exc.value.evidence["guest"]["tried"])
 
 
@@ -123,7 +123,7 @@ def test_generation_change_detected(tmp_path: Path) -> None:
             return res
 
     with pytest.raises(AttestationError, match="generation changed 1 -> 2"):
-        fetch_report(Racing(), b"n", tsm_root=str(root), workdir=str(tmp_path), timeout=30)
+        fetch_report(Racing(), b"n", tsm_root=str(root), timeout=30)
 
 
 def test_no_answer_is_an_error(tmp_path: Path) -> None:
@@ -134,4 +134,4 @@ def test_no_answer_is_an_error(tmp_path: Path) -> None:
             return super().run(cmd, timeout)
 
     with pytest.raises(AttestationError, match="no answer"):
-        fetch_report(Mute(), b"n", workdir=str(tmp_path))
+        fetch_report(Mute(), b"n")
