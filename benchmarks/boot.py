@@ -38,7 +38,7 @@ from sevkit.deadline import Deadline
 from sevkit.image.credentials import FW_CFG_PREFIX, make_credentials
 from sevkit.qemu import reaper
 from sevkit.qemu.machine import free_port
-from sevkit.ssh import _pinned_key
+from sevkit.ssh import pinned_key
 
 TARGET_RATIO = 1.10
 _RECORDS: list[dict[str, Any]] = []    # filled by the generated test (same process)
@@ -125,7 +125,7 @@ def _ssh_ready(port: int, key: Path, keytype: str, blob: str) -> bool:
     poll alike (each abandoned handshake costs the emulated guest CPU)."""
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.get_host_keys().add(f"[127.0.0.1]:{port}", keytype, _pinned_key(keytype, blob))
+    client.get_host_keys().add(f"[127.0.0.1]:{port}", keytype, pinned_key(keytype, blob))
     try:
         client.connect("127.0.0.1", port, username="root", key_filename=str(key), look_for_keys=False,
                        allow_agent=False, timeout=5, banner_timeout=3, auth_timeout=10)

@@ -73,7 +73,8 @@ def route_paramiko_log(path: Path) -> ParamikoLog:
     return ParamikoLog(path)
 
 
-def _pinned_key(keytype: str, blob: str) -> paramiko.PKey:
+def pinned_key(keytype: str, blob: str) -> paramiko.PKey:
+    """A host key from its OpenSSH type and base64 blob (as a known_hosts line has them), to pin."""
     return paramiko.PKey.from_type_string(keytype, base64.b64decode(blob))
 
 
@@ -106,7 +107,7 @@ class SshSession:
         hk = client.get_host_keys()
         name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
         for keytype, blob in self.host_keys:
-            hk.add(name, keytype, _pinned_key(keytype, blob))
+            hk.add(name, keytype, pinned_key(keytype, blob))
         return client
 
     def connect(self, deadline: Deadline, *, banner_timeout: float = 3.0,

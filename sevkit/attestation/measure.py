@@ -125,7 +125,7 @@ def inspect_firmware(path: str | Path) -> OvmfImage:
     real = os.path.realpath(path)
     size = os.path.getsize(real) if os.path.isfile(real) else -1
     try:
-        return inspect({"path": str(path), "realpath": real, "size": size, **collector._ovmf_content(real)})
+        return inspect({"path": str(path), "realpath": real, "size": size, **collector.ovmf_content(real)})
     except ParserUnavailable as exc:
         raise MeasurementError(str(exc), evidence={"firmware": str(path)}) from None
 

@@ -426,8 +426,9 @@ def _qemu() -> dict[str, Any]:
     return {"path": path, "version": ver, "object_help": objs}
 
 
-def _ovmf_content(path: str) -> dict[str, Any]:
-    """sha256, head and tail of one image: enough for the controller to parse its GUID table."""
+def ovmf_content(path: str) -> dict[str, Any]:
+    """sha256, head and tail of one image: enough for the controller to parse its GUID table
+    (also what ``sevkit.attestation.measure.inspect_firmware`` reads for a local file)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(OVMF_HEAD)
@@ -458,7 +459,7 @@ def _ovmf() -> dict[str, Any]:
             except OSError:
                 size = -1
             if size > 0 and real not in content:
-                content[real] = _ovmf_content(real)
+                content[real] = ovmf_content(real)
             found.append({"path": p, "realpath": real, "size": size})
     return {"images": found, "content": content, "searched": list(OVMF_GLOBS)}
 

@@ -29,7 +29,7 @@ def _installed(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         pytest.fail(f"{path} missing: install Debian's ovmf package (scripts/host-deps.sh)")
     return {"path": path, "realpath": os.path.realpath(path), "size": os.path.getsize(path),
-            **collector._ovmf_content(path)}
+            **collector.ovmf_content(path)}
 
 
 def test_collector_content_is_digest_head_and_tail() -> None:

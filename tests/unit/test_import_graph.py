@@ -1,12 +1,14 @@
-"""No import circle inside sevkit/: every module's imports (read from its AST, function-level and
-TYPE_CHECKING imports included) form a graph without cycles."""
+"""Import hygiene, read from the AST: no import circle inside sevkit/ (function-level and
+TYPE_CHECKING imports included), and no private name (``_x``) used outside its own package."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-SEVKIT = Path(__file__).resolve().parents[2] / "sevkit"
+REPO = Path(__file__).resolve().parents[2]
+SEVKIT = REPO / "sevkit"
+LAYERS = ("sevkit", "fixtures", "suites", "benchmarks")
 
 
 def _module_name(path: Path) -> str:
@@ -81,3 +83,39 @@ def test_no_import_cycle_in_sevkit() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     """SYNTHETIC graph: a -> b -> c -> a plus a leaf d."""
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set()}) == [["a", "b", "c"]]
+
+
+def _private_uses_across_packages() -> list[str]:
+    """``from pkg.mod import _x`` or ``mod._x`` where mod lives in another package than the user."""
+    found: list[str] = []
+    for layer in LAYERS:
+        for path in sorted((REPO / layer).rglob("*.py")):
+            parts = list(path.relative_to(REPO).with_suffix("").parts)
+            package = ".".join(parts[:-1])
+            tree = ast.parse(path.read_text(), str(path))
+            modules: dict[str, str] = {}    # local alias -> module it names
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom):
+                    base = node.module or ""
+                    if node.level:
+                        anchor = parts[:-1][: len(parts) - node.level]
+                        base = ".".join([*anchor, *([base] if base else [])])
+                    home = base if (REPO / base.replace(".", "/")).is_dir() else base.rpartition(".")[0]
+                    for a in node.names:
+                        if a.name.startswith("_") and not a.name.startswith("__") and home != package:
+                            found.append(f"{path.relative_to(REPO)}: from {base} import {a.name}")
+                        modules[a.asname or a.name] = f"{base}.{a.name}"
+                elif isinstance(node, ast.Import):
+                    for a in node.names:
+                        modules[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                        and node.attr.startswith("_") and not node.attr.startswith("__")
+                        and node.value.id in modules and modules[node.value.id].startswith(LAYERS)
+                        and modules[node.value.id].rpartition(".")[0] != package):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_private_name_used_across_packages() -> None:
+    assert _private_uses_across_packages() == []
