@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from unit.test_attest_measured_boot import craft_ovmf  # SYNTHETIC OVMF-like GUID table
+from helpers.ovmf import craft_ovmf  # SYNTHETIC OVMF-like GUID table
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,16 +16,16 @@ from pathlib import Path
 from sevkit.host import collect_local, grade
 
 REPO = Path(__file__).resolve().parents[2]
-UNIT = REPO / "tests" / "unit"
+TESTS = REPO / "tests"
 
 CONFTEST = f'''
 import os
 import sys
-sys.path.insert(0, {str(UNIT)!r})
+sys.path.insert(0, {str(TESTS)!r})
 pytest_plugins = ["fixtures.options", "fixtures.evidence", "fixtures.host"]
 
 def pytest_configure(config):
-    from hostraw import ROME, access_denied, make_raw
+    from helpers.hostraw import ROME, access_denied, make_raw
     from fixtures.host import set_probe_result
     hosts = {{
         "healthy": lambda: make_raw(),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_attest_realdata import PAIRS, leaf_of, read
+from helpers.attestdata import PAIRS, leaf_of, read
 
 from sevkit.attestation import attest, load_report, report_signature_valid
 from sevkit.attestation.layout import SIG_R, SIG_S, SIGNED_SIZE

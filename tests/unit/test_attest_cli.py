@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_attest_realdata import ATT, PAIRS, require_realdata
+from helpers.attestdata import ATT, PAIRS, require_realdata
 
 from sevkit.cli import main
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_attest_realdata import read
+from helpers.attestdata import read
 
 from sevkit.attestation import load_report
 from sevkit.attestation.certtable import build_cert_table, parse_cert_table

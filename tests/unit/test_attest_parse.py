@@ -10,7 +10,7 @@ from importlib import resources
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
-from test_attest_realdata import leaf_of, read
+from helpers.attestdata import leaf_of, read
 
 from sevkit.attestation import load_certificates, load_report, parse_report
 from sevkit.attestation.certs import amd_info, chain_for_leaf, common_name, shipped_chain

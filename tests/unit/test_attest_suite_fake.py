@@ -18,8 +18,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from test_attest_measured_boot import craft_ovmf
-from test_attest_realdata import ATT, require_realdata
+from helpers.attestdata import ATT, require_realdata
+from helpers.ovmf import craft_ovmf
 
 from sevkit.attestation.measure import LaunchInputs, expected_measurement
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes.serial_guest import FakeSerialGuest
+from helpers.serial_guest import FakeSerialGuest
 
 from sevkit.console import SerialConsole
 from sevkit.deadline import Deadline

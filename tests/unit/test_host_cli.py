@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hostraw import ROME, access_denied, make_raw
+from helpers.hostraw import ROME, access_denied, make_raw
 
 from sevkit.cli import main
 from sevkit.host import collect_local, grade, read_bundle, write_bundle

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostraw import make_raw
+from helpers.hostraw import make_raw
 
 from sevkit.host import RawInputs, collector, grade
 

@@ -7,7 +7,7 @@ Values a capture does not contain are synthetic filler from hostraw.make_raw, na
 from __future__ import annotations
 
 import pytest
-from hostraw import (
+from helpers.hostraw import (
     GENOA,
     MILAN,
     ROME,

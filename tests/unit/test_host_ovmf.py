@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostraw import make_raw, ovmf_image
+from helpers.hostraw import make_raw, ovmf_image
 from sevsnpmeasure.ovmf import OVMF
 
 from sevkit.host import collect_local, collector, grade

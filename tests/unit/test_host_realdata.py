@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hostraw import MILAN, REALDATA, make_raw, realdata, sev_status_hex, snp_status_hex, tcb
+from helpers.hostraw import MILAN, REALDATA, make_raw, realdata, sev_status_hex, snp_status_hex, tcb
 
 from sevkit.host import grade
 from sevkit.logs.dmesg import parse_host_dmesg

@@ -8,7 +8,7 @@ import ast
 from collections import Counter
 from pathlib import Path
 
-from hostraw import make_raw
+from helpers.hostraw import make_raw
 
 from sevkit.host import grade
 from sevkit.host.registry import BY_ID, ids

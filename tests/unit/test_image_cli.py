@@ -49,7 +49,7 @@ def test_build_error_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.
 
 def test_build_and_find_report_the_cached_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from test_image_store import FakeBuilder  # same folder; pytest puts it on sys.path (rootdir-relative)
+    from helpers.imagefakes import FakeBuilder
     FakeBuilder.calls, FakeBuilder.fail, FakeBuilder.delay = 0, None, 0.0
     monkeypatch.setattr(store_mod, "Builder", FakeBuilder)
     monkeypatch.setattr(store_mod, "preflight", lambda *a, **k: None)

@@ -1,1 +1,0 @@
-"""Fakes that implement the real protocols (style.md lesson 14)."""
