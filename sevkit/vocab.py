@@ -21,6 +21,13 @@ class Feature(StrEnum):
     SEV_ES = "SEV-ES"
     SEV_SNP = "SEV-SNP"
 
+    @property
+    def flag(self) -> str:
+        """Linux's lower-case token for it: the /proc/cpuinfo flag (sme, sev, sev_es, sev_snp;
+        torvalds/linux arch/x86/include/asm/cpufeatures.h) and, for the SEV features, the kvm_amd
+        module parameter (sev, sev_es, sev_snp; arch/x86/kvm/svm/sev.c)."""
+        return self.value.lower().replace("-", "_")
+
 
 class GuestKind(StrEnum):
     """A kind of guest the suite boots (also the pytest ids of the ``guest`` fixture)."""
@@ -59,6 +66,8 @@ FEATURE_CHAIN: tuple[Feature, ...] = (Feature.SEV, Feature.SEV_ES, Feature.SEV_S
 FEATURES: tuple[Feature, ...] = tuple(Feature)
 GUEST_KINDS: tuple[GuestKind, ...] = tuple(GuestKind)
 PROFILES: tuple[Profile, ...] = tuple(Profile)
+# kvm_amd module parameter (sev, sev_es, sev_snp) -> the feature it enables.
+KVM_PARAM_FEATURE: dict[str, Feature] = {f.flag: f for f in FEATURE_CHAIN}
 
 
 def prerequisites(feature: Feature) -> tuple[Feature, ...]:

@@ -115,7 +115,7 @@ def kvm_param(name: str, ctx: Context) -> Outcome:
 
 
 for feat, need in zip(FEATURE_CHAIN, ("cpuid.sev", "cpuid.sev_es", "cpuid.sev_snp"), strict=True):
-    param = feat.lower().replace("-", "_")   # the kvm_amd parameter: sev, sev_es, sev_snp
+    param = feat.flag   # the kvm_amd parameter: sev, sev_es, sev_snp
     CHECKS.add(Meta(f"kvm.param.{param}", f"{feat} enabled in KVM", feat, (feat,) if feat != Feature.SEV else SEVS,
                     ("kvm.module", need), f"sev-facts §4.1; snphost '{feat} enabled in KVM'"),
                partial(kvm_param, param))

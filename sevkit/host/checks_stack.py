@@ -22,7 +22,7 @@ HINT_AMDSEV = ("install an OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc (single 
 HINT_SNP = ("install an OVMF.fd with SEV-SNP metadata (edk2-stable202205 or later: OvmfPkg/OvmfPkgX64.dsc, or "
             "OvmfPkg/AmdSev/AmdSevX64.dsc for measured direct boot) and boot SNP guests with -bios")
 # /proc/cpuinfo flag of each feature (sev-facts §1.4).
-FLAG_OF = {f: f.lower().replace("-", "_") for f in FEATURES}
+FLAG_OF = {f: f.flag for f in FEATURES}
 
 
 CHECKS = Checks()

@@ -19,7 +19,7 @@ FLAGS = re.compile(r"^(?:flags\s*:|Flags:)[ \t]*(?P<flags>.*)$", re.M)
 MODEL = re.compile(r"^(?:model name\s*:|Model name:)[ \t]*(?P<v>.+?)\s*$", re.M)
 VENDOR = re.compile(r"^(?:vendor_id\s*:|Vendor ID:)[ \t]*(?P<v>\S+)", re.M)
 
-FLAG_NAMES = {"SME": "sme", "SEV": "sev", "SEV-ES": "sev_es", "SEV-SNP": "sev_snp"}
+FLAG_NAMES = {f: f.flag for f in FEATURES}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..vocab import FEATURE_CHAIN, FEATURES, Feature, GuestKind, dependents
+from ..vocab import FEATURE_CHAIN, FEATURES, KVM_PARAM_FEATURE, Feature, GuestKind, dependents
 from . import patterns as P
 
 SNP_MIN_API = (1, 51)   # SNP_MIN_API_MAJOR/MINOR in drivers/crypto/ccp/sev-dev.c
@@ -85,7 +85,7 @@ def _param(val: str) -> bool:
     return val in ("Y", "1")
 
 
-_PARAM_KEY = {"sev": "SEV", "sev_es": "SEV-ES", "sev_snp": "SEV-SNP"}
+_PARAM_KEY = KVM_PARAM_FEATURE
 
 
 def parse_host_dmesg(text: str) -> HostDmesg:

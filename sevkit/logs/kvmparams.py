@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..vocab import FEATURE_CHAIN, FEATURES
+from ..vocab import FEATURE_CHAIN, FEATURES, KVM_PARAM_FEATURE
 from . import patterns as P
 from .dmesg import Features
 
 ORDER: tuple[str, ...] = FEATURE_CHAIN   # the documented order of the bare values: sev, sev_es, sev_snp
-_KEY = {"sev": "SEV", "sev_es": "SEV-ES", "sev_snp": "SEV-SNP"}
+_KEY = KVM_PARAM_FEATURE
 # atomic/possessive so a line repeating the path cannot make it quadratic (issue 10 item 7)
 PROMPT = re.compile(r"^\s*+(?:\S*[#$❯>]\s*)?cat\s++(?>\S*kvm_amd/parameters/)\S*+\s*+$")
 

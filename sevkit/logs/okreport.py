@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..vocab import FEATURES
+from ..vocab import FEATURES, KVM_PARAM_FEATURE
 from . import patterns as P
 from .dmesg import Features
 
@@ -97,8 +97,7 @@ def parse_ok_report(text: str) -> OkReport:
             continue
         pending_param = None
         if m := P.KVM_PARAM_CAT.search(line):
-            pending_param = {"sev": "SEV", "sev_es": "SEV-ES", "sev_snp": "SEV-SNP"}[
-                m["name"].replace("-", "_")]
+            pending_param = KVM_PARAM_FEATURE[m["name"].replace("-", "_")]
             continue
         m = OK_LINE.match(line)
         if not m:
