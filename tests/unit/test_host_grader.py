@@ -164,6 +164,10 @@ def test_rome_sevctl93_snp_absent_children_skip_with_cpuid_evidence() -> None:
         assert c.status == "skip" and c.message.startswith("CPUID Fn8000_001F EAX bit 4 (SEV-SNP) is 0"), cid
     assert r.features == {"SME": True, "SEV": True, "SEV-ES": True, "SEV-SNP": False}
     assert r.verdict("sev-es").holds and not r.verdict("sev-snp").holds
+    # The one verdict per check (HostReport.judge): the root fails only when the profile needs SNP.
+    assert [r.judge("cpuid.sev_snp", p).outcome for p in ("none", "sev", "sev-es", "sev-snp")] == \
+        ["not-expected", "not-expected", "not-expected", "fail"]
+    assert r.judge("cpuid.vmpl", "sev-snp").outcome == "skip" and r.judge("cpuid.sev", "none").outcome == "pass"
 
 
 def test_sevctl186_inside_azure_guest_is_not_a_host() -> None:
