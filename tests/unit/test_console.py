@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -11,9 +12,11 @@ from pathlib import Path
 import pytest
 from helpers.serial_guest import FakeSerialGuest
 
+from sevkit.attestation.guestfetch import script_text
 from sevkit.console import SerialConsole
 from sevkit.deadline import Deadline
 from sevkit.errors import GuestDied, GuestError, GuestPanic, GuestTimeout
+from sevkit.guestpy import python_command, run_python
 
 
 @pytest.fixture
@@ -152,6 +155,16 @@ def test_long_and_multiline_commands(shell: tuple[SerialConsole, FakeSerialGuest
     r = con.run("for i in 1 2 3\ndo echo line$i\ndone\nexit 4", timeout=20)
     assert (r.stdout, r.exit_status) == ("line1\nline2\nline3\n", 4)
     assert con.run(f"ls {con.tmpdir}/.sevkit-cmd.* 2>/dev/null | wc -l", timeout=10).stdout.strip() == "0"
+
+
+def test_python_script_through_the_serial_console(shell: tuple[SerialConsole, FakeSerialGuest]) -> None:
+    """sevkit.guestpy over a serial console: the attestation fetcher's script (about 10 KB once
+    base64-encoded, so the console stages it) arrives intact and runs with its arguments."""
+    con, _ = shell
+    script = script_text()
+    assert len(python_command(script)) > 4095
+    r = run_python(con, script, ["--help"], timeout=30, python=sys.executable)
+    assert r.exit_status == 0 and "--nonce" in r.stdout and "--tsm-root" in r.stdout
 
 
 def test_alive_check_ends_a_waiting_command(shell: tuple[SerialConsole, FakeSerialGuest]) -> None:
