@@ -36,6 +36,9 @@ class EaxBit(IntEnum):
     SEV_SNP = 4
     VMPL = 5
     SECURE_TSC = 8
+    DEBUG_SWAP = 14
+    SEGMENTED_RMP = 23
+    SECURE_AVIC = 26
 
 
 # Every documented EAX bit -> APM name. Names marked [U] are not confirmed against a current APM

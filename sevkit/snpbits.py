@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+from .vocab import GuestKind
+
 # bit -> name. Bits 0-15 are ABI_MINOR/ABI_MAJOR; 17 is reserved and must be one.
 SNP_POLICY_BITS: dict[int, str] = {
     16: "SMT", 17: "RESERVED_MBO", 18: "MIGRATE_MA", 19: "DEBUG", 20: "SINGLE_SOCKET",
@@ -56,7 +58,7 @@ FEATURE_INFO_EBX: dict[int, str] = {1: "SEV_TIO"}
 
 # KVM VM types, arch/x86/include/uapi/asm/kvm.h (KVM_CAP_VM_TYPES returns 1 << type for each).
 KVM_VM_TYPES: dict[int, str] = {0: "default", 1: "sw-protected", 2: "sev", 3: "sev-es", 4: "sev-snp", 5: "tdx"}
-VM_TYPE_OF_KIND: dict[str, int] = {"sev": 2, "sev-es": 3, "sev-snp": 4}
+VM_TYPE_OF_KIND: dict[str, int] = {GuestKind.SEV: 2, GuestKind.SEV_ES: 3, GuestKind.SEV_SNP: 4}
 
 
 def names(value: int, table: dict[int, str]) -> list[str]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .. import snpbits
 from ..errors import HostProbeError
+from ..vocab import PROFILES, Feature, Profile
 from .capabilities import Capabilities, Capability
 
 NOT_APPLICABLE = "NOT-APPLICABLE"
@@ -241,7 +242,7 @@ def launch_refusal_withdraws_sev_es(qemu_stderr: str) -> bool:
 
 def profile_note(caps: Capabilities, profile: str) -> str | None:
     """Why a profile that demands SEV-ES (sev-es, and sev-snp which implies it) cannot be met, or None."""
-    if profile not in ("sev-es", "sev-snp"):
+    if profile not in PROFILES or Feature.SEV_ES not in Profile(profile).features:
         return None
     es = sev_es_offered(caps)
     if es.applicable:

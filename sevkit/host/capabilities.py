@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import snpbits
+from ..memencrypt import LEAF, EaxBit, MemEncryptInfo
 from .rawinputs import ACCESS_ERRNOS, RawInputs, Unreadable
 
 OLD_BUNDLE = "collected by a sevkit without the capability probe (no 'capabilities' section): re-collect"
@@ -34,10 +35,10 @@ SNP_GUEST_PROPERTIES = ("id-block", "id-auth", "author-key-enabled", "host-data"
                         "policy", "vcek-disabled")
 # CPUID Fn8000_001F EAX bits reported as capabilities (APM vol. 3; cpufeatures.h word 19).
 CPUID_BITS: dict[str, tuple[int, str]] = {
-    "cpuid.secure_tsc": (8, "SecureTsc"),
-    "cpuid.debug_swap": (14, "DebugSwap"),
-    "cpuid.segmented_rmp": (23, "SegmentedRmp"),
-    "cpuid.secure_avic": (26, "SecureAvic"),
+    "cpuid.secure_tsc": (EaxBit.SECURE_TSC, "SecureTsc"),
+    "cpuid.debug_swap": (EaxBit.DEBUG_SWAP, "DebugSwap"),
+    "cpuid.segmented_rmp": (EaxBit.SEGMENTED_RMP, "SegmentedRmp"),
+    "cpuid.secure_avic": (EaxBit.SECURE_AVIC, "SecureAvic"),
 }
 SRC_SNP_STATUS = "ioctl(/dev/sev, SEV_ISSUE_CMD, SNP_PLATFORM_STATUS)"
 SRC_SEV_STATUS = "ioctl(/dev/sev, SEV_ISSUE_CMD, SEV_PLATFORM_STATUS)"
@@ -295,32 +296,31 @@ def _cpuid(raw: RawInputs) -> list[Capability]:
     out: list[Capability] = []
     try:
         top = raw.cpuid(0x80000000)[0]
-        eax = raw.cpuid(0x8000001F)[0] if top >= 0x8000001F else None
+        me = MemEncryptInfo(*raw.cpuid(LEAF)) if top >= LEAF else None
         err: Unreadable | None = None
     except Unreadable as exc:
-        eax, err = None, exc
+        me, err = None, exc
     for cid, (bit, name) in CPUID_BITS.items():
-        src = f"{raw.cpuid_source} leaf 0x8000001f EAX bit {bit} ({name})"
+        src = f"{raw.cpuid_source} leaf 0x8000001f EAX bit {bit:d} ({name})"
         ref = "AMD APM vol. 3 CPUID Fn8000_001F_EAX; Linux cpufeatures.h word 19"
         if err is not None:
             out.append(_absent(cid, name, src, err.message, unreadable=True, ref=ref))
-        elif eax is None:
+        elif me is None:
             out.append(_absent(cid, name, src, "CPUID leaf 0x8000001f not implemented (no AMD memory encryption)",
                                ref=ref))
         else:
-            out.append(Capability(cid, name, eax >> bit & 1, src, ref=ref))
+            out.append(Capability(cid, name, int(me.bit(bit)), src, ref=ref))
     src = f"{raw.cpuid_source} leaf 0x8000001f ECX (guests), EDX (min SEV ASID)"
     ref = "AMD APM vol. 3 CPUID Fn8000_001F ECX/EDX; ASIDs 1..EDX-1 are SEV-ES/SNP (arch/x86/kvm/svm/sev.c)"
     if err is not None:
         out.append(_absent("cpuid.asids", "Encrypted-guest ASIDs", src, err.message, unreadable=True, ref=ref))
-    elif eax is None:
+    elif me is None:
         out.append(_absent("cpuid.asids", "Encrypted-guest ASIDs", src, "CPUID leaf 0x8000001f not implemented",
                            ref=ref))
     else:
-        _, _, ecx, edx = raw.cpuid(0x8000001F)
         out.append(Capability("cpuid.asids", "Encrypted-guest ASIDs",
-                              {"max_guests": ecx, "min_sev_asid": edx, "sev_es_snp_asids": max(edx - 1, 0)}, src,
-                              ref=ref))
+                              {"max_guests": me.max_guests, "min_sev_asid": me.min_sev_asid,
+                               "sev_es_snp_asids": me.es_asids}, src, ref=ref))
     out.append(_absent("cpuid.sev_tio", "SEV-TIO (TDISP)", "SNP_FEATURE_INFO EBX bit 1 (SNP_SEV_TIO_SUPPORTED)",
                        "no CPUID bit for SEV-TIO was verified upstream; the kernel reads it from SNP_FEATURE_INFO, "
                        "which it does not export (PLATFORM_INFO bit 7 in a guest's report shows it)",

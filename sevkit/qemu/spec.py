@@ -156,7 +156,7 @@ class GuestSpec:
         snp_only = [n for n, v in (("host-data", self.host_data), ("id-block", self.id_block),
                                    ("id-auth", self.id_auth), ("author-key-enabled", self.author_key),
                                    ("secure-tsc", self.secure_tsc)) if v]
-        if snp_only and self.kind != "sev-snp":
+        if snp_only and self.kind != GuestKind.SEV_SNP:
             self._refuse(f"{', '.join(snp_only)} only exist(s) on sev-snp-guest (SEV-SNP guests)")
         if self.igvm is not None and self.firmware.kind != "seabios":
             self._refuse("sevkit's IGVM launch takes the firmware from the IGVM file: leave the firmware at its "
@@ -193,7 +193,7 @@ class GuestSpec:
             self._refuse(f"SEV policy {policy:#x} does not fit 32 bits")
         if self.kind == GuestKind.SEV_SNP and not policy & SNP_POLICY_RESERVED_ONE:
             self._refuse(f"SNP policy {policy:#x} lacks bit 17, which must be 1")
-        if self.kind == "sev-snp":
+        if self.kind == GuestKind.SEV_SNP:
             self._validate_snp(policy)
 
     def _validate_snp(self, policy: int) -> None:

@@ -1,4 +1,4 @@
-"""suites/snp_features in a real pytest run with SYNTHETIC hosts (capsraw.py): NOT-APPLICABLE skips with
+"""suites/snp_features in a real pytest run with SYNTHETIC hosts (helpers/capsraw.py): NOT-APPLICABLE skips with
 evidence, the SEV-ES profile note as a FAIL, and --sev-allow-destructive validated at start."""
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-UNIT = REPO / "tests" / "unit"
+TESTS = REPO / "tests"
 
 CONFTEST = f'''
 import os
 import sys
-sys.path.insert(0, {str(UNIT)!r})
+sys.path.insert(0, {str(TESTS)!r})
 pytest_plugins = ["fixtures.options", "fixtures.evidence", "fixtures.host", "fixtures.guest",
                   "fixtures.attestation", "fixtures.capabilities"]
 
 def pytest_configure(config):
-    from capsraw import VM_DEFAULT, VM_SEV, VM_SNP, err, qmp, with_caps
-    from hostraw import make_raw
+    from helpers.capsraw import VM_DEFAULT, VM_SEV, VM_SNP, err, qmp, with_caps
+    from helpers.hostraw import make_raw
     from fixtures.host import set_probe_result
     hosts = {{
         "intel": lambda: with_caps(make_raw(vendor="GenuineIntel", max_ext=0x80000008, leaf_1f=None,

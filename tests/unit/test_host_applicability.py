@@ -1,6 +1,6 @@
 """Applicability rules of the issue-13 requirements: every rule on both sides, and ERROR when it cannot tell.
 
-Capability inputs are SYNTHETIC (capsraw.py) unless a test names its real capture.
+Capability inputs are SYNTHETIC (helpers/capsraw.py) unless a test names its real capture.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import errno
 from collections.abc import Callable
 
 import pytest
-from capsraw import VM_DEFAULT, VM_SEV, VM_SEV_ES, VM_SNP, err, qmp, snp_status_hex, with_caps
-from hostraw import make_raw, realdata
+from helpers.capsraw import VM_DEFAULT, VM_SEV, VM_SEV_ES, VM_SNP, err, qmp, snp_status_hex, with_caps
+from helpers.hostraw import make_raw, realdata
 
 from sevkit.errors import HostProbeError
 from sevkit.host import applicability as ap

@@ -1,6 +1,6 @@
 """The capability probe (sevkit/host/capabilities.py): every capability has value + source or says why not.
 
-Inputs are SYNTHETIC (capsraw.py, exact kernel/QEMU formats) unless a test names its real capture.
+Inputs are SYNTHETIC (helpers/capsraw.py, exact kernel/QEMU formats) unless a test names its real capture.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from capsraw import VM_DEFAULT, VM_SEV, VM_SNP, err, qmp, snp_status_hex, with_caps
-from hostraw import MILAN, cpuid_from_capture, make_raw, realdata
+from helpers.capsraw import VM_DEFAULT, VM_SEV, VM_SNP, err, qmp, snp_status_hex, with_caps
+from helpers.hostraw import MILAN, cpuid_from_capture, make_raw, realdata
 
 from sevkit.cli import main
 from sevkit.host import RawInputs, write_bundle

@@ -16,8 +16,7 @@ import errno
 import struct
 from typing import Any
 
-from hostraw import make_raw
-
+from helpers.hostraw import make_raw
 from sevkit.host import RawInputs
 from sevkit.host.collector import KVM_AMD_PARAMS, QMP_SCRIPT
 
