@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostraw import REALDATA, make_raw
+from helpers.hostraw import REALDATA, make_raw
 
 from sevkit.cli import main
 from sevkit.host import write_bundle

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hostraw import REALDATA, make_raw
+from helpers.hostraw import REALDATA, make_raw
 
 from sevkit.attestation import load_report
 from sevkit.attestation.kds import cache_name, obtain_vcek
