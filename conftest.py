@@ -8,4 +8,5 @@ pytest_plugins = [
     "fixtures.memory",
     "fixtures.attestation",
     "fixtures.capabilities",
+    "fixtures.results",
 ]

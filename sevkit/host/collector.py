@@ -52,6 +52,12 @@ FILES = (
     "/sys/module/kvm_amd/parameters/sev_snp",
     "/sys/module/kvm_amd/parameters/debug_swap",
     "/sys/module/kvm_amd/parameters/ciphertext_hiding_asids",
+    # DMI identity for reports (Linux drivers/firmware/dmi-id.c attributes; world-readable ones only)
+    "/sys/class/dmi/id/sys_vendor",
+    "/sys/class/dmi/id/product_name",
+    "/sys/class/dmi/id/bios_vendor",
+    "/sys/class/dmi/id/bios_version",
+    "/sys/class/dmi/id/bios_date",
 )
 DIRS = ("/sys/class/iommu", "/sys/module/kvm_amd", "/sys/module/kvm_intel", "/sys/module/ccp")
 OVMF_GLOBS = (

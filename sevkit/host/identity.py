@@ -53,4 +53,34 @@ def identity(raw: RawInputs, facts: dict[str, Any]) -> dict[str, str]:
     imgs = ovmf_images(raw)
     out["ovmf"] = ", ".join(imgs[:3]) + (f" (+{len(imgs) - 3})" if len(imgs) > 3 else "") if imgs else "not found"
     out["hostname"] = str(raw.data.get("collector", {}).get("hostname", "unknown"))
+    out.update(_dmi(raw))
+    out["cmdline"] = _text(raw, "/proc/cmdline")
+    snp = facts.get("snp_status")
+    if snp:
+        out["snp_firmware"] = f"SNP API {snp['api_major']}.{snp['api_minor']} build {snp['build']}"
+        out["snp_tcb_current"] = f"0x{snp['current_tcb']:016x}"
+        out["snp_tcb_reported"] = f"0x{snp['reported_tcb']:016x}"
+    try:
+        units = raw.listdir("/sys/class/iommu")
+    except Unreadable:
+        units = None
+    iommu = re.findall(r"\S*iommu\S*", out["cmdline"])
+    out["iommu"] = (f"{len(units)} unit(s)" if units else "none registered") + (f"; {' '.join(iommu)}" if iommu else "")
     return out
+
+
+_DMI = {"dmi_vendor": "sys_vendor", "dmi_product": "product_name", "bios_vendor": "bios_vendor",
+        "bios_version": "bios_version", "bios_date": "bios_date"}
+
+
+def _text(raw: RawInputs, path: str) -> str:
+    """A collected file's text, or 'unknown (why)' (bundles from older sevkit versions lack some)."""
+    try:
+        text = raw.file(path)
+    except Unreadable as exc:
+        return f"unknown ({exc.message})"
+    return "unknown (absent)" if text is None else text.strip()
+
+
+def _dmi(raw: RawInputs) -> dict[str, str]:
+    return {key: _text(raw, f"/sys/class/dmi/id/{name}") for key, name in _DMI.items()}
