@@ -85,7 +85,7 @@ class Catalog:
         return set(self._by_test)
 
 
-def test_key(nodeid: str) -> str:
+def key_of(nodeid: str) -> str:
     """``suites/host/test_cpu.py::test_cpu_vendor`` -> ``test_cpu_vendor``; keeps ``[params]``."""
     return nodeid.rsplit("::", 1)[-1]
 

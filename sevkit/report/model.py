@@ -7,8 +7,8 @@ Rules (the README's "Reports" section says the same):
 * A requirement's outcome over its test variants: ERROR if any errored; else FAIL (WAIVED when a valid
   waiver covers it); else PASS when every variant that was collected passed; else NOT-APPLICABLE when it is
   IF-SUPPORTED and the host lacks the capability (the capability's evidence is recorded); else SKIPPED.
-* Status: ``aborted`` when no test ran to an outcome; ``incomplete`` when the run was interrupted or some
-  catalog requirements were not run (a selection); ``complete`` otherwise.
+* Status: ``aborted`` when no test ran to an outcome or every test errored; ``incomplete`` when the run was
+  interrupted, a test errored, or some catalog requirements were not run (a selection); ``complete`` otherwise.
 * Verdict: NOT ESTABLISHED when the run was aborted, interrupted or any requirement ERRORed; NON-CONFORMANT
   when an unwaived MUST / IF-SUPPORTED requirement FAILED; otherwise CONFORMANT to the highest level reached,
   if the run is complete and that level is at least the profile's level; NOT ESTABLISHED otherwise.
@@ -199,9 +199,14 @@ def verdict(catalog: Catalog, reqs: list[dict[str, Any]], status: str, status_re
 def run_status(records: Sequence[TestRecord], catalog: Catalog, collected: set[str], run: RunInfo) -> tuple[str, str]:
     if not records:
         return "aborted", run.pytest_exit or "no test ran to an outcome"
+    errored = sum(1 for r in records if r.outcome == "error")
+    if errored == len(records):
+        return "aborted", f"every test errored ({errored}): nothing was measured"
     if run.interrupted:
         return "incomplete", f"interrupted ({run.pytest_exit or 'signal'}) after {len(records)} test(s)"
     missing = [r.id for r in catalog.requirements if not any(t in collected for t in r.tests)]
+    if errored:
+        return "incomplete", f"{errored} test(s) could not measure (ERROR)"
     if missing:
         return "incomplete", f"{len(missing)} of {len(catalog.requirements)} requirements not selected in this run"
     return "complete", "every requirement of the catalog ran"
