@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,22 @@ def context(r: dict[str, Any]) -> dict[str, Any]:
     errors = [q for q in reqs if q["outcome"] == "ERROR"]
     cats: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for q in errors:
-        cats[q.get("category", "infrastructure")].append(q)
+        cats[f"{q.get('category', 'infrastructure')}: {_error_kind(q['reason'])}"].append(q)
     return {"r": r, "verdict_line": verdict_line(r), "outcomes": OUTCOMES, "by_level": by_level,
             "failures": failures, "errors": errors, "errors_by_category": sorted(cats.items()),
             "level_title": {lv["id"]: f"level {lv['n']} {lv['title']}" for lv in r["levels"]}}
+
+
+_KIND = re.compile(r"(?:(setup|teardown): )?(?:[a-z_]\w*\.)*"
+                   r"([A-Z]\w*(?:Error|Timeout|Died|Panic|Exception|Interrupt))\b")
+
+
+def _error_kind(reason: str) -> str:
+    """'LaunchError: ...' -> 'LaunchError'; 'setup: HostProbeError: ...' -> 'HostProbeError (setup)'."""
+    m = _KIND.match(reason)
+    if m is None:
+        return "other"
+    return m.group(2) + (f" ({m.group(1)})" if m.group(1) else "")
 
 
 def render_html(r: dict[str, Any]) -> str:

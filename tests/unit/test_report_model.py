@@ -223,3 +223,13 @@ def test_report_show_and_render(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["report", "show", str(run / "result.json")]) == 0
     out = capsys.readouterr().out
     assert out.startswith("sevkit CONFORMANT to level 6 (Attestation) (exit 0)") and "report.html" in out
+
+
+@pytest.mark.parametrize(("reason", "kind"), [
+    ("LaunchError: QEMU did not start", "LaunchError"),
+    ("setup: sevkit.errors.HostProbeError: /dev/msr not readable", "HostProbeError (setup)"),
+    ("teardown: something odd", "other"),
+])
+def test_errors_are_grouped_by_kind(reason: str, kind: str) -> None:
+    from sevkit.report.render import _error_kind
+    assert _error_kind(reason) == kind
