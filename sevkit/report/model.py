@@ -200,10 +200,10 @@ def run_status(records: Sequence[TestRecord], catalog: Catalog, collected: set[s
     if not records:
         return "aborted", run.pytest_exit or "no test ran to an outcome"
     errored = sum(1 for r in records if r.outcome == "error")
-    if errored == len(records):
-        return "aborted", f"every test errored ({errored}): nothing was measured"
     if run.interrupted:
         return "incomplete", f"interrupted ({run.pytest_exit or 'signal'}) after {len(records)} test(s)"
+    if errored == len(records):
+        return "aborted", f"every test errored ({errored}): nothing was measured"
     missing = [r.id for r in catalog.requirements if not any(t in collected for t in r.tests)]
     if errored:
         return "incomplete", f"{errored} test(s) could not measure (ERROR)"
