@@ -166,6 +166,8 @@ def test_result_page_junit_and_allure_of_a_mixed_run(tmp_path: Path) -> None:
     labels = {(lb["name"], lb["value"]) for lb in fails["labels"]}
     assert {("req", "T-002"), ("level", "host-ready")} <= labels
     assert any(a["name"].endswith("verdict.txt") for a in fails.get("attachments", []))
+    waived = next(r for r in results if r["name"] == "test_waived")
+    assert waived["status"] == "skipped" and "WAIVED T-004" in waived["statusDetails"]["trace"]
     cats = json.loads((allure / "categories.json").read_text())
     assert {c["name"].split(" (")[0] for c in cats} >= {"Infrastructure problems", "Product defects"}
 
