@@ -19,7 +19,10 @@ from ..vocab import FEATURES, Profile
 
 STRENGTHS = ("MUST", "SHOULD", "IF-SUPPORTED")
 _ID = re.compile(r"^[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*-\d{3}$")
-_APPLIES = re.compile(r"^(always|feature:(?P<feature>[A-Z-]+)|check:(?P<check>[a-z0-9_.]+))$")
+# capability:<rule> is decided while the test runs (fixtures/capabilities.py, sevkit.host.applicability): the
+# test records its applicability with the deciding capabilities as evidence and skips when it does not apply.
+_APPLIES = re.compile(r"^(always|feature:(?P<feature>[A-Z-]+)|check:(?P<check>[a-z0-9_.]+)"
+                      r"|capability:(?P<rule>[a-z0-9_.-]+))$")
 
 
 class CatalogError(SevkitError):
@@ -53,11 +56,12 @@ class Requirement:
 
     @property
     def capability(self) -> tuple[str, str] | None:
-        """("feature", "SEV-SNP") or ("check", "kvm.secure_tsc"); None for "always"."""
+        """("feature", "SEV-SNP"), ("check", "kvm.secure_tsc") or ("capability", rule); None for "always"."""
         m = _APPLIES.match(self.applies)
         if m is None or self.applies == "always":
             return None
-        return ("feature", m["feature"]) if m["feature"] else ("check", m["check"])
+        kind = next(k for k in ("feature", "check", "rule") if m[k])
+        return ("capability" if kind == "rule" else kind, m[kind])
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,7 @@ def _requirements(raw: Any, level_ids: set[str], problems: list[str]) -> list[Re
         m = _APPLIES.match(t["applies"])
         if m is None or (m["feature"] and m["feature"] not in FEATURES):
             problems.append(f"requirement {name}: applies {t['applies']!r} is not always, "
-                            f"feature:<{'|'.join(FEATURES)}> or check:<host check id>")
+                            f"feature:<{'|'.join(FEATURES)}>, check:<host check id> or capability:<rule>")
         elif (t["strength"] == "IF-SUPPORTED") != (t["applies"] != "always"):
             problems.append(f"requirement {name}: IF-SUPPORTED needs a capability rule in applies, "
                             "and only IF-SUPPORTED may have one")

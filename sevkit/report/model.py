@@ -49,6 +49,13 @@ class TestRecord:
     evidence_dirs: list[str] = field(default_factory=list)
     waiver: dict[str, Any] | None = None      # set when a FAIL was waived during the run
     category: str | None = None               # product | infrastructure (for failures and errors)
+    # the test's own applicability decision (fixtures/capabilities.py): {"rule", "applicable", "reason", "evidence"}
+    applicability: dict[str, Any] | None = None
+
+    @property
+    def not_applicable(self) -> bool:
+        return self.outcome == "skipped" and self.applicability is not None \
+            and self.applicability.get("applicable") is False
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,8 @@ def capability(host: dict[str, Any] | None, req: Requirement) -> tuple[bool | No
     if host is None:
         return None, "no host probe in this run"
     kind, name = cap
+    if kind == "capability":
+        return None, "decided by the test's applicability rule while it runs"
     if kind == "feature":
         usable = host.get("features", {}).get(name)
         why = host.get("why_not", {}).get(name, "")
@@ -139,9 +148,17 @@ def requirement_outcome(req: Requirement, records: Sequence[TestRecord], collect
             return {**base, "outcome": "WAIVED", "reason": fails[0].message, "waiver": waiver, "category": "product"}
         return {**base, "outcome": "FAIL", "reason": next(r.message for r in fails if r.waiver is None),
                 "category": "product"}
-    if records and all(r.outcome == "passed" for r in records) and not not_run:
-        return {**base, "outcome": "PASS", "reason": records[0].message or "held"}
+    applied = [r for r in records if not r.not_applicable]
+    if applied and all(r.outcome == "passed" for r in applied) and not not_run:
+        return {**base, "outcome": "PASS", "reason": applied[0].message or "held"}
     skipped = [r for r in records if r.outcome == "skipped"]
+    if req.strength == "IF-SUPPORTED" and records and not applied:
+        a = records[0].applicability or {}
+        ev = "; ".join(f"{e.get('id')}={e.get('value')!r} [{e.get('source')}]" if isinstance(e, dict) else str(e)
+                       for e in a.get("evidence", []))
+        return {**base, "outcome": "NOT-APPLICABLE", "reason": records[0].message,
+                "capability": {"rule": f"{req.applies} ({a.get('rule')})", "present": False,
+                               "evidence": f"{a.get('reason')}" + (f" [{ev}]" if ev else "")}}
     if req.strength == "IF-SUPPORTED":
         present, evidence = capability(host, req)
         if present is False:

@@ -233,3 +233,16 @@ def test_report_show_and_render(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_errors_are_grouped_by_kind(reason: str, kind: str) -> None:
     from sevkit.report.render import _error_kind
     assert _error_kind(reason) == kind
+
+
+def test_capability_rule_decided_by_the_test_gives_not_applicable_with_its_evidence(tmp_path: Path) -> None:
+    recs = _all(CAT)
+    key = "test_snp_policy_bit_accepted[CXL_ALLOW]"
+    recs[key].outcome, recs[key].message = "skipped", "NOT-APPLICABLE: KVM does not advertise CXL_ALLOW"
+    recs[key].applicability = {"rule": "policy_bit", "applicable": False, "reason": "KVM does not advertise it",
+                               "evidence": [{"id": "kvm.snp_policy_bits", "value": 0x30000,
+                                             "source": "KVM_X86_SNP_POLICY_BITS"}]}
+    doc = _build(recs, tmp_path)
+    q = next(q for q in doc["requirements"] if key in q["tests"][0]["key"])
+    assert q["outcome"] == "NOT-APPLICABLE" and "kvm.snp_policy_bits=196608" in q["capability"]["evidence"]
+    assert doc["verdict"] == "CONFORMANT"      # N/A never blocks a level
