@@ -45,9 +45,13 @@ def _synthetic_result(run: Path) -> dict[str, Any]:
     host = {"features": {"SEV-SNP": False}, "why_not": {}, "identity": {"hostname": "lab-epyc-07"},
             "checks": [{"id": "kvm.secure_tsc", "status": "skip", "message": "SecureTsc bit is 0", "evidence": []}]}
     collected = {r.tests[0] for r in cat.requirements}
+    waiver = {"requirement": "SEV-HOST-001", "host": {"hostname": "lab-epyc-*", "bios_version": "1.9.*"},
+              "reason": "SYNTHETIC vendor ticket 4711", "owner": "jane@lab.example", "expires": "2099-12-31"}
+    waivers = {"file": str(run / "waivers.toml"), "applied": [waiver], "expired": [{**waiver, "expires": "2025-01-01"}],
+               "unused": [waiver]}
     doc = model.build(cat, records, collected, model.RunInfo(
         id=run.name, start=model.now(), end=model.now(), version="0.1.0", revision="synthetic", command=["pytest"],
-        profile="sev-snp", exit_code=2, pytest_exit="TESTS_FAILED"), host, run)
+        profile="sev-snp", exit_code=2, pytest_exit="TESTS_FAILED"), host, run, waivers)
     assert schema.problems(doc) == []
     return doc
 
@@ -65,7 +69,9 @@ def test_page_renders_every_requirement_offline_at_desktop_and_phone_width(tmp_p
         assert shown == expected, view.width
         assert all(row["shown"] == row["outcome"] and row["visible"] for row in view.rows), view.width
         assert view.verdict == "NOT ESTABLISHED" and "exit code 2" in view.banner
-        assert view.scroll_width <= view.inner_width, f"{view.width}px: page is {view.scroll_width}px wide"
+        # a mobile viewport widens to its content: the layout must keep it at the requested width
+        assert view.inner_width == view.width and view.scroll_width <= view.width, \
+            f"{view.width}px: page is {view.scroll_width}px wide (viewport {view.inner_width})"
         assert view.scripts == 0
         assert view.screenshot.stat().st_size > 10_000
     assert found.requests and all(u == page.as_uri() for u in found.requests), found.requests
