@@ -51,7 +51,7 @@ def context(r: dict[str, Any]) -> dict[str, Any]:
     errors = [q for q in reqs if q["outcome"] == "ERROR"]
     cats: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for q in errors:
-        cats[f"{q.get('category', 'infrastructure')}: {_error_kind(q['reason'])}"].append(q)
+        cats[f"{q.get('category', 'infrastructure')}: {error_kind(q['reason'])}"].append(q)
     return {"r": r, "verdict_line": verdict_line(r), "outcomes": OUTCOMES, "by_level": by_level,
             "failures": failures, "errors": errors, "errors_by_category": sorted(cats.items()),
             "level_title": {lv["id"]: f"level {lv['n']} {lv['title']}" for lv in r["levels"]}}
@@ -61,7 +61,7 @@ _KIND = re.compile(r"(?:(setup|teardown): )?(?:[a-z_]\w*\.)*"
                    r"([A-Z]\w*(?:Error|Timeout|Died|Panic|Exception|Interrupt))\b")
 
 
-def _error_kind(reason: str) -> str:
+def error_kind(reason: str) -> str:
     """'LaunchError: ...' -> 'LaunchError'; 'setup: HostProbeError: ...' -> 'HostProbeError (setup)'."""
     m = _KIND.match(reason)
     if m is None:

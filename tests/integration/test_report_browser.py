@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chromium_page import CHROMIUM, inspect_page
+from helpers.chromium_page import CHROMIUM, inspect_page
 
 from sevkit.report import model, schema
 from sevkit.report.catalog import load

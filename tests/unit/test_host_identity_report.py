@@ -3,7 +3,7 @@ SYNTHETIC RawInputs (tests/unit/hostraw.py); a bundle from an older collector la
 
 from __future__ import annotations
 
-from hostraw import make_raw
+from helpers.hostraw import make_raw
 
 from sevkit.host import grade
 

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hostraw import make_raw
+from helpers.hostraw import make_raw
 
 from sevkit.host import grade
 from sevkit.report.catalog import STRENGTHS, CatalogError, default_path, key_of, load

@@ -231,8 +231,8 @@ def test_report_show_and_render(tmp_path: Path, capsys: pytest.CaptureFixture[st
     ("teardown: something odd", "other"),
 ])
 def test_errors_are_grouped_by_kind(reason: str, kind: str) -> None:
-    from sevkit.report.render import _error_kind
-    assert _error_kind(reason) == kind
+    from sevkit.report.render import error_kind
+    assert error_kind(reason) == kind
 
 
 def test_capability_rule_decided_by_the_test_gives_not_applicable_with_its_evidence(tmp_path: Path) -> None:

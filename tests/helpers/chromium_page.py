@@ -4,8 +4,8 @@
 returns what the page shows (requirement rows with outcomes, the verdict, the layout width) and every
 network request the page made. Chromium runs with a private profile and is killed on every path.
 
-Also runnable by hand on a real run's page: ``python tests/integration/chromium_page.py reports/latest/report.html
-OUTDIR`` prints the findings as JSON and writes ``report-<width>.png`` into OUTDIR.
+Also runnable by hand on a real run's page, from tests/: ``python -m helpers.chromium_page
+../reports/latest/report.html OUTDIR`` prints the findings as JSON and writes ``report-<width>*.png`` into OUTDIR.
 """
 
 from __future__ import annotations
