@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MeasurementError
+from .hostcpu import vcpu_sig
 
 if TYPE_CHECKING:
+    from ..host.cpu import Signature
     from ..host.ovmf import OvmfImage
     from ..qemu.spec import GuestSpec
 
@@ -42,16 +44,19 @@ class LaunchInputs:
     vmm_type: str = "QEMU"
 
     @classmethod
-    def from_spec(cls, spec: GuestSpec, *, guest_features: int = 0x1) -> LaunchInputs:
-        """Exactly what sevkit's launcher (sevkit.qemu.GuestSpec) passes to QEMU."""
+    def from_spec(cls, spec: GuestSpec, *, guest_features: int = 0x1,
+                  host_cpu: Signature | None = None) -> LaunchInputs:
+        """Exactly what sevkit's launcher (sevkit.qemu.GuestSpec) passes to QEMU. ``host_cpu`` (the
+        host probe's CPUID signature) gives ``-cpu host`` its vcpu_sig (hostcpu.py says why)."""
         fw = spec.firmware
         ovmf = fw.image if fw.kind == "bios" else fw.code
         if ovmf is None:
             raise MeasurementError(f"{spec.name}: firmware {fw.label} is not OVMF; nothing to measure",
                                    evidence={"firmware": fw.label})
-        return cls(mode=spec.kind, ovmf=ovmf, vcpus=spec.vcpus, vcpu_type=spec.cpu, kernel=spec.kernel,
-                   initrd=spec.initrd, append=spec.append or None, kernel_hashes=spec.kernel_hashes,
-                   guest_features=guest_features)
+        sig = vcpu_sig(host_cpu, why=f"{spec.name}: -cpu host") if spec.cpu == "host" else None
+        return cls(mode=spec.kind, ovmf=ovmf, vcpus=spec.vcpus, vcpu_type=spec.cpu, vcpu_sig=sig,
+                   kernel=spec.kernel, initrd=spec.initrd, append=spec.append or None,
+                   kernel_hashes=spec.kernel_hashes, guest_features=guest_features)
 
 
 def expected_measurement(inp: LaunchInputs) -> bytes:
@@ -65,6 +70,7 @@ def expected_measurement(inp: LaunchInputs) -> bytes:
 
     evidence = {"mode": inp.mode, "ovmf": str(inp.ovmf), "kernel": str(inp.kernel), "initrd": str(inp.initrd),
                 "append": inp.append, "vcpus": inp.vcpus, "vcpu_type": inp.vcpu_type,
+                "vcpu_sig": None if inp.vcpu_sig is None else hex(inp.vcpu_sig),
                 "kernel_hashes": inp.kernel_hashes, "guest_features": hex(inp.guest_features)}
     if inp.mode not in MODES:
         raise MeasurementError(f"unknown mode {inp.mode!r}; one of {', '.join(MODES)}", evidence=evidence)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from fixtures.attestation import min_tcb, save_verdict
-from sevkit.attestation import AttestationReport, Expectations, appraise, verify_report
+from sevkit.attestation import AttestationReport, Expectations, appraise
 from sevkit.attestation.guestfetch import GuestReport
 from sevkit.attestation.layout import LAYOUT, SIGNATURE_OFFSET
 from sevkit.attestation.measure import AMDSEV_HINT, snp_measured_boot_support
@@ -25,14 +25,16 @@ pytestmark = [pytest.mark.requires("SEV-SNP"), pytest.mark.guest_type("sev-snp")
 Fetched = tuple[GuestReport, AttestationReport]
 
 
-def test_report_verifies(snp_report: Fetched, vcek: Any, artifacts: ArtifactDir) -> None:
-    """The report verifies: ARK self-signed, ASK signed by the ARK, VCEK signed by the ASK
-    (RSASSA-PSS SHA-384), ECDSA P-384 signature over bytes 0x000-0x29F, VCEK SPLs and hwID equal
-    REPORTED_TCB and CHIP_ID. Ref: sev-facts §7.1, §7.3, §7.4; SNP ABI 56860 ATTESTATION_REPORT."""
+def test_report_verifies(snp_report: Fetched, verify_snp: Any, artifacts: ArtifactDir) -> None:
+    """The report verifies: the chain ends at a trusted root (an AMD ARK shipped with sevkit, by
+    byte-equal public key, or a root the lab named with sev_trust_root; a host-supplied chain is
+    never trusted by itself), ASK signed by the ARK, VCEK signed by the ASK (RSASSA-PSS SHA-384),
+    ECDSA P-384 signature over bytes 0x000-0x29F, VCEK SPLs and hwID equal REPORTED_TCB and
+    CHIP_ID. Ref: sev-facts §7.1, §7.3, §7.4; SNP ABI 56860 ATTESTATION_REPORT."""
     _, report = snp_report
-    v = verify_report(report, vcek)
+    v = verify_snp(report)
     save_verdict(artifacts, v)
-    assert v.verified, "; ".join(c.line() for c in v.failed())
+    assert v.verified, "; ".join(c.line() for c in v.failed()) + f" (trust: {v.trust_text()})"
 
 
 def test_report_data_equals_nonce(get_snp_report: Any, artifacts: ArtifactDir) -> None:

@@ -1,13 +1,21 @@
-"""A self-consistent FORGED chain (generated here, never presented as real): an "ARK-Milan" and
-"SEV-Milan" under our own RSA keys, a "SEV-VCEK" with the real report's chip ID and TCB, and the
-real Milan report re-signed with that VCEK's key. Every signature in it is valid, so the only thing
-standing between it and "verified" is the pin to AMD's shipped ARK. This test proves that pin holds.
+"""A complete FORGED chain (generated here with `cryptography`, never presented as real): our own
+ARK -> ASK -> VCEK, and a report with a measurement we chose, signed by that VCEK. Every signature
+in it is valid. Issue 9 item 1: it must not verify (exit 1) with or without --chain, and a genuine
+report must still verify with its real chain (test_attest_realdata.py). Only a root the user names
+with --trust-root makes it verify, and the verdict then says the root is user-named, not AMD's.
+
+Two forgeries: one copies AMD's names (ARK-Milan, SEV-Milan, productName Milan-B0), one uses
+home-made names that no shipped chain has. The report body is the real Milan report's (its chip
+ID and TCB, so every binding check holds) with MEASUREMENT replaced by our chosen value.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -17,9 +25,13 @@ from cryptography.x509.oid import NameOID
 from test_attest_realdata import read
 
 from sevkit.attestation import attest, load_report
+from sevkit.cli import main
 
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 AMD = "1.3.6.1.4.1.3704.1"
+CHOSEN = bytes.fromhex("c0ffee" * 16)          # the measurement the forger wants a verifier to accept
+NAMES = {"amd-names": ("ARK-Milan", "SEV-Milan", b"\x16\x08Milan-B0"),
+         "home-made": ("ARK-Lab", "SEV-Lab", None)}
 
 
 def _name(cn: str) -> x509.Name:
@@ -38,38 +50,104 @@ def _cert(subject: str, issuer: str, pub: object, key: object, extensions: dict[
     return b.sign(key, hashes.SHA384(), rsa_padding=PSS)  # type: ignore[arg-type]
 
 
-def _forge() -> tuple[bytes, bytes, bytes]:
+def forge(names: str) -> dict[str, bytes]:
+    """report, vcek (PEM), chain (ASK + ARK PEM) and ark (PEM) of one complete forgery."""
+    ark_cn, ask_cn, product = NAMES[names]
     real = load_report(read("virtee-sev/report_milan.bin"))
     ark_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ask_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     vcek_key = ec.generate_private_key(ec.SECP384R1())
-    ark = _cert("ARK-Milan", "ARK-Milan", ark_key.public_key(), ark_key)
-    ask = _cert("SEV-Milan", "ARK-Milan", ask_key.public_key(), ark_key)
+    ark = _cert(ark_cn, ark_cn, ark_key.public_key(), ark_key)
+    ask = _cert(ask_cn, ark_cn, ask_key.public_key(), ark_key)
     t = real.reported_tcb
-    ext = {f"{AMD}.2": b"\x16\x08Milan-B0", f"{AMD}.3.1": bytes([2, 1, t.bootloader]),
-           f"{AMD}.3.2": bytes([2, 1, t.tee]), f"{AMD}.3.3": bytes([2, 1, t.snp]),
-           f"{AMD}.3.8": bytes([2, 2, 0, t.microcode]), f"{AMD}.4": real.chip_id}
-    vcek = _cert("SEV-VCEK", "SEV-Milan", vcek_key.public_key(), ask_key, ext)
-    r, s = decode_dss_signature(vcek_key.sign(real.raw[:0x2A0], ec.ECDSA(hashes.SHA384())))
+    ext = {f"{AMD}.3.1": bytes([2, 1, t.bootloader]), f"{AMD}.3.2": bytes([2, 1, t.tee]),
+           f"{AMD}.3.3": bytes([2, 1, t.snp]), f"{AMD}.3.8": bytes([2, 2, 0, t.microcode]),
+           f"{AMD}.4": real.chip_id}
+    if product is not None:
+        ext[f"{AMD}.2"] = product
+    vcek = _cert("SEV-VCEK", ask_cn, vcek_key.public_key(), ask_key, ext)
     forged = bytearray(real.raw)
+    forged[0x90:0xC0] = CHOSEN
+    r, s = decode_dss_signature(vcek_key.sign(bytes(forged[:0x2A0]), ec.ECDSA(hashes.SHA384())))
     forged[0x2A0:0x2E8] = r.to_bytes(72, "little")
     forged[0x2E8:0x330] = s.to_bytes(72, "little")
-    chain = ask.public_bytes(Encoding.PEM) + ark.public_bytes(Encoding.PEM)
-    return bytes(forged), vcek.public_bytes(Encoding.PEM), chain
+    return {"report": bytes(forged), "vcek": vcek.public_bytes(Encoding.PEM),
+            "chain": ask.public_bytes(Encoding.PEM) + ark.public_bytes(Encoding.PEM),
+            "ark": ark.public_bytes(Encoding.PEM)}
 
 
-def test_forged_chain_fails_only_on_the_amd_root_pin() -> None:
-    report, vcek, chain = _forge()
-    verdict = attest(report, vcek, chain_data=chain)
-    assert not verdict.verified
-    assert [c.name for c in verdict.verification.failed()] == ["ark_is_shipped_amd_root"]
-    assert all(c.passed for c in verdict.checks if c.name in (
-        "ark_self_signed", "ask_signed_by_ark", "vcek_signed_by_ask", "report_signature",
-        "cert_hwid_matches_chip_id"))
+@pytest.fixture(scope="module", params=sorted(NAMES))
+def forged(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp(f"forged-{request.param}")
+    out = {}
+    for name, data in forge(request.param).items():
+        out[name] = folder / name
+        out[name].write_bytes(data)
+    return out
 
 
-def test_forged_vcek_fails_against_the_shipped_roots() -> None:
-    report, vcek, _ = _forge()
-    verdict = attest(report, vcek)
-    assert not verdict.verified
-    assert [c.name for c in verdict.verification.failed()] == ["vcek_signed_by_ask"]
+def _verify(capsys: pytest.CaptureFixture[str], f: dict[str, Path], *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    rc = main(["attest", "verify", "--json", str(f["report"]), "--cert", str(f["vcek"]),
+               "--measurement", CHOSEN.hex(), *extra])
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def test_forged_chain_does_not_verify_with_chain(forged: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out = _verify(capsys, forged, "--chain", str(forged["chain"]))
+    assert rc == 1 and out["verified"] is False and out["trust_root"] is None
+    failed = [c["name"] for c in out["checks"] if c["status"] == "fail"]
+    assert failed == ["ark_is_trusted_root"], failed       # everything else in the forgery is valid
+    assert {c["name"]: c["status"] for c in out["checks"]}["measurement"] == "pass"   # the chosen value
+    assert "no trusted root" in out["trusted_by"]
+
+
+def test_forged_chain_does_not_verify_without_chain(forged: dict[str, Path],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out = _verify(capsys, forged)
+    assert rc == 1 and out["verified"] is False and out["trust_root"] is None
+    failed = {c["name"] for c in out["checks"] if c["status"] == "fail"}
+    # AMD-looking names: the shipped SEV-Milan did not sign it; home-made names: no shipped chain fits
+    assert failed in ({"vcek_signed_by_ask"}, {"chain_to_trusted_root"}), failed
+
+
+def test_forged_chain_text_verdict(forged: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["attest", "verify", str(forged["report"]), "--cert", str(forged["vcek"]),
+               "--chain", str(forged["chain"])])
+    text = capsys.readouterr().out
+    assert rc == 1 and "FAIL ark_is_trusted_root" in text and text.rstrip().endswith("verdict: NOT VERIFIED")
+
+
+def test_named_trust_root_verifies_and_says_so(forged: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Positive control of --trust-root: the same forgery verifies once its root is named, and the
+    verdict says the root is the user's, not AMD's."""
+    rc, out = _verify(capsys, forged, "--chain", str(forged["chain"]), "--trust-root", str(forged["ark"]))
+    assert rc == 0 and out["verified"] is True
+    assert out["trust_root"]["kind"] == "user" and str(forged["ark"]) in out["trust_root"]["source"]
+    assert "NOT an AMD root" in out["trusted_by"]
+
+
+def test_trust_root_does_not_help_a_different_root(forged: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Naming one root trusts that key only: a second forgery's root is still refused."""
+    other = forge("amd-names")
+    rc, out = _verify(capsys, forged, "--chain", str(forged["chain"]), "--trust-root",
+                      str(_write(forged["ark"].parent / "other-ark.pem", other["ark"])))
+    assert rc == 1 and out["trust_root"] is None
+
+
+def test_trust_root_must_be_a_root(forged: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["attest", "verify", str(forged["report"]), "--cert", str(forged["vcek"]), "--trust-root",
+               str(forged["vcek"])])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "no self-issued root" in err
+
+
+def test_library_refuses_the_forgery_like_the_cli() -> None:
+    f = forge("home-made")
+    verdict = attest(f["report"], f["vcek"], chain_data=f["chain"])
+    assert not verdict.verified and verdict.verification.anchor is None
+    assert verdict.verification.report.measurement == CHOSEN
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
