@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from . import patterns as P
-from .cpuid import DECODED_BOOL, DECODED_NUM, RAW
+from .cpuid import DECODED_BOOL, DECODED_NUM, RAW, REG
 from .cpuinfo import FLAGS
 from .kvmparams import looks_like_params
 from .okreport import OK_LINE, TCB_HEADER
@@ -28,7 +28,7 @@ _HOST = (P.KVM_RANGE, P.KVM_SUPPORTED, P.CCP_API, P.INIT_FAIL, P.PSP_STATUS_FAIL
 _GUEST = (P.GUEST_STATUS, P.GUEST_DRIVER, P.GUEST_VMPL, P.GUEST_CPUID_TABLE, P.GUEST_PLATFORM_DEV,
           P.GUEST_VMPCK_DISABLED, P.GUEST_GHCB, P.GUEST_SYSTEMD_CVM,
           re.compile(r"\bSEV: .*#VC exception\b"))
-_CPUID = (RAW, *DECODED_BOOL.values(), *DECODED_NUM.values())
+_CPUID = (RAW, REG, *DECODED_BOOL.values(), *DECODED_NUM.values())
 
 
 def _banner_vote(line: str) -> str | None:
@@ -44,7 +44,7 @@ def _banner_vote(line: str) -> str | None:
 
 # every line any kind recognizes contains one of these (cheap pre-filter for long logs)
 _WORDS = re.compile(r"SEV|sev|ASID|psp|PSP|AMD-Vi|RMP|Memory Encryption|ccp|#VC|confidential|SME"
-                    r"|lags|eax=|=|PASS|FAIL|SKIP|TCB")
+                    r"|lags|(?i:e[a-d]x)|=|PASS|FAIL|SKIP|TCB")
 
 
 def _vote(line: str) -> str | None:
