@@ -102,7 +102,7 @@ def expected_measurement(inp: LaunchInputs) -> bytes:
 
 
 AMDSEV_HINT = ("use an OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc; Debian's ovmf has no SNP "
-               "kernel-hashes section")
+               "kernel-hashes section, and an OvmfPkgX64 build that has one does not enforce the hashes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +116,15 @@ class MeasuredBootSupport:
     why: str                          # the finding, in words
     source: str                       # "host probe" or "parsed": where the finding comes from
     image: dict[str, Any] | None      # the OvmfImage the decision rests on (None: no firmware)
+    # Measured is not enforced (host/ovmf.py AMDSEV_ONLY_FILES): does the firmware refuse a kernel,
+    # initrd or command line that differs from the measured hashes? None: not determined.
+    enforced: bool | None = None
+    enforcement: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"firmware": self.firmware, "kernel_hashes": self.supported, "why": self.why,
-                "source": self.source, "image": self.image}
+                "source": self.source, "image": self.image, "hashes_enforced": self.enforced,
+                "enforcement": self.enforcement}
 
 
 def inspect_firmware(path: str | Path) -> OvmfImage:
@@ -156,5 +161,7 @@ def snp_measured_boot_support(firmware: str | Path | None, kernel: Path | None,
                                      ("a SEV hash table with a non-zero GPA", img.kernel_hashes)) if not ok]
     if missing:
         why = f"{img.summary()}; missing " + ", ".join(missing)
-        return MeasuredBootSupport(str(firmware), False, why, source, img.to_json())
-    return MeasuredBootSupport(str(firmware), True, img.summary(), source, img.to_json())
+        return MeasuredBootSupport(str(firmware), False, why, source, img.to_json(), img.hashes_enforced,
+                                   img.enforcement())
+    return MeasuredBootSupport(str(firmware), True, img.summary(), source, img.to_json(), img.hashes_enforced,
+                               img.enforcement())

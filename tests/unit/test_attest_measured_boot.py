@@ -10,6 +10,7 @@ The "no kernel hashes" side uses this machine's real Debian OVMF.fd.
 
 from __future__ import annotations
 
+import lzma
 import shutil
 import struct
 import subprocess
@@ -25,15 +26,54 @@ from sevkit.attestation.measure import (
     inspect_firmware,
     snp_measured_boot_support,
 )
-from sevkit.host.ovmf import FOOTER, SEV_ES_RESET_BLOCK, SEV_HASH_TABLE, SEV_METADATA
+from sevkit.host.collector import LZMA_SECTION_GUID
+from sevkit.host.ovmf import (
+    AMDSEV_ONLY_FILES,
+    FFS2_FV,
+    FOOTER,
+    KERNEL_LOADER,
+    SEV_ES_RESET_BLOCK,
+    SEV_HASH_TABLE,
+    SEV_METADATA,
+)
 
 DEBIAN_COMBINED = Path("/usr/share/ovmf/OVMF.fd")
 HASH_TABLE_GPA = 0x80CC00
 
 
+def _section(stype: int, body: bytes) -> bytes:
+    return (4 + len(body)).to_bytes(3, "little") + bytes([stype]) + body
+
+
+def _ffs(name: str, ftype: int, sections: bytes) -> bytes:
+    hdr = uuid.UUID(name).bytes_le + b"\0\0" + bytes([ftype, 0]) + (24 + len(sections)).to_bytes(3, "little") + b"\xf8"
+    out = hdr + sections
+    return out + b"\xff" * (-len(out) % 8)
+
+
+def _fv(files: bytes) -> bytes:
+    """EFI_FIRMWARE_VOLUME_HEADER (FFS2 file system, one block-map entry + terminator) + files."""
+    hlen = 56 + 16
+    length = hlen + len(files)
+    hdr = (bytes(16) + uuid.UUID(FFS2_FV).bytes_le + struct.pack("<Q", length) + b"_FVH"
+           + struct.pack("<IHHHBB", 0x0004FEFF, hlen, 0, 0, 0, 2) + struct.pack("<II", 1, length) + bytes(8))
+    return hdr + files
+
+
+def craft_volumes(names: list[str]) -> bytes:
+    """SYNTHETIC firmware volumes shaped like OVMF's: a FVMAIN_COMPACT whose FV_IMAGE file holds an
+    LZMA GUID-defined section (MdeModulePkg gLzmaCustomDecompressGuid) around a DXEFV holding one
+    driver file per name (PI spec vol. 3 headers)."""
+    inner = _fv(b"".join(_ffs(n, 0x07, _section(0x19, b"SYNTHETIC driver")) for n in names))
+    packed = lzma.compress(_section(0x17, inner), format=lzma.FORMAT_ALONE)
+    guided = _section(0x02, uuid.UUID(LZMA_SECTION_GUID).bytes_le + struct.pack("<HH", 24, 1) + packed)
+    return _fv(_ffs("9e21fd93-9c72-4c15-8c4b-e77f1db2d792", 0x0B, guided))
+
+
 def craft_ovmf(path: Path, *, snp_kernel_hashes: bool = True, hash_gpa: int = HASH_TABLE_GPA,
-               size: int = 64 << 10) -> Path:
-    """SYNTHETIC OVMF-like file of ``size`` bytes (a page multiple) with an SNP GUID table."""
+               size: int = 64 << 10, files: list[str] | None = None) -> Path:
+    """SYNTHETIC OVMF-like file of ``size`` bytes (a page multiple) with an SNP GUID table, and
+    ``files`` (FFS file GUIDs) in OVMF-shaped volumes at its start (default: none)."""
     sections = [(0x800000, 0x9000, 1), (0x80D000, 0x1000, 2), (0x80E000, 0x1000, 3)]   # SEC_MEM, SECRETS, CPUID
     if snp_kernel_hashes:
         sections.append((hash_gpa & ~0xFFF, 0x1000, 0x10))   # the page holding the hash table
@@ -51,15 +91,19 @@ def craft_ovmf(path: Path, *, snp_kernel_hashes: bool = True, hash_gpa: int = HA
 
     end = tail(0)
     end = tail(len(end))                      # metadata offset counts back from the end of the file
-    path.write_bytes(b"\xff" * (size - len(end)) + end)
+    head = craft_volumes(files) if files is not None else b""
+    path.write_bytes(head + b"\xff" * (size - len(end) - len(head)) + end)
     return path
+
+
+AMDSEV_X64 = [*AMDSEV_ONLY_FILES, KERNEL_LOADER]      # what AmdSevX64.fdf puts in its volumes (the markers)
 
 
 @pytest.fixture
 def launch_files(tmp_path: Path) -> dict[str, Path]:
     (tmp_path / "vmlinuz").write_bytes(b"SYNTHETIC kernel " * 1000)
     (tmp_path / "initrd.img").write_bytes(b"SYNTHETIC initrd " * 500)
-    return {"ovmf": craft_ovmf(tmp_path / "OVMF.amdsev.fd"), "kernel": tmp_path / "vmlinuz",
+    return {"ovmf": craft_ovmf(tmp_path / "OVMF.amdsev.fd", files=AMDSEV_X64), "kernel": tmp_path / "vmlinuz",
             "initrd": tmp_path / "initrd.img"}
 
 
@@ -68,6 +112,31 @@ def test_crafted_firmware_reads_as_snp_with_kernel_hashes(launch_files: dict[str
     assert (img.error, img.snp, img.kernel_hashes, img.snp_kernel_hashes) == (None, True, True, True)
     mb = snp_measured_boot_support(launch_files["ovmf"], launch_files["kernel"])
     assert mb.supported and mb.source == "parsed"
+
+
+def test_measured_but_not_enforced_is_told_apart_by_the_volumes(tmp_path: Path) -> None:
+    """Issue 9 item 5: same SNP_KERNEL_HASHES section, different build. AmdSevX64's volumes carry
+    SecretPei, SecretDxe and Grub (edk2 OvmfPkg/AmdSev/AmdSevX64.fdf; no other .fdf has them) and its
+    kernel loader links BlobVerifierLibSevHashes; OvmfPkgX64's loader links BlobVerifierLibNull."""
+    amdsev = snp_measured_boot_support(craft_ovmf(tmp_path / "amdsev.fd", files=AMDSEV_X64), tmp_path)
+    assert amdsev.supported and amdsev.enforced is True and amdsev.enforcement.startswith("enforced")
+    assert {f.split()[0] for f in amdsev.image["amdsev_files"]} == {"SecretPei", "SecretDxe", "Grub"}  # type: ignore[index]
+    x64 = snp_measured_boot_support(craft_ovmf(tmp_path / "x64.fd", files=[KERNEL_LOADER]), tmp_path)
+    assert x64.supported and x64.enforced is False
+    assert x64.enforcement.startswith("measured, not enforced") and "BlobVerifierLibNull" in x64.enforcement
+    unread = snp_measured_boot_support(craft_ovmf(tmp_path / "bare.fd"), tmp_path)
+    assert unread.supported and unread.enforced is None and "not determined" in unread.enforcement
+
+
+def test_debian_ovmf_volumes_are_read_and_it_is_not_an_amdsev_build() -> None:
+    """The FV walker on REAL firmware (Debian 12 OVMF, an OvmfPkgX64 build): it finds the files its
+    OvmfPkgX64.fdf lists, QemuKernelLoaderFsDxe among them, inside the LZMA-compressed DXEFV, and
+    none of the AmdSevX64-only files."""
+    if not DEBIAN_COMBINED.is_file():
+        pytest.fail(f"{DEBIAN_COMBINED} missing: install Debian's ovmf package (scripts/host-deps.sh)")
+    img = inspect_firmware(DEBIAN_COMBINED)
+    assert img.ffs_error is None and img.ffs_files > 100 and img.kernel_loader is True
+    assert img.amdsev_files == () and img.hashes_enforced is False
 
 
 def test_debian_ovmf_cannot_measure_a_kernel_and_says_why() -> None:

@@ -21,7 +21,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from test_attest_forgery import forge
-from test_attest_measured_boot import craft_ovmf
+from test_attest_measured_boot import AMDSEV_X64, craft_ovmf
 from test_attest_realdata import ATT, require_realdata
 
 from sevkit.attestation import load_report
@@ -173,9 +173,9 @@ def test_suite_against_a_canned_real_report(pytester: pytest.Pytester, tmp_path:
 def test_measured_direct_boot_guest_passes_the_coverage_check(pytester: pytest.Pytester, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Launched with kernel-hashes=on from a SYNTHETIC OVMF-like file that has the SNP kernel-hashes
-    section: the coverage test passes and the expected digest covers kernel, initrd and command line
-    (the canned report still cannot match it)."""
-    fw = craft_ovmf(tmp_path / "OVMF.amdsev.fd")
+    section and AmdSevX64's volumes: the coverage test passes and the expected digest covers kernel,
+    initrd and command line (the canned report still cannot match it)."""
+    fw = craft_ovmf(tmp_path / "OVMF.amdsev.fd", files=AMDSEV_X64)
     _setup(pytester, tmp_path, monkeypatch, fw=str(fw), kernel_hashes=True)
     reports = tmp_path / "reports"
     res = pytester.runpytest_subprocess(
@@ -245,3 +245,23 @@ def test_v2_report_takes_the_product_from_the_host_probe(pytester: pytest.Pytest
     shared = junit.parent / "attestation-snp-report"
     assert (shared / "vcek.source.txt").read_text().startswith("cache:")
     assert json.loads((shared / "report.json").read_text())["product"] == "Milan"
+
+
+def test_measured_but_not_enforced_is_a_clear_failure(pytester: pytest.Pytester, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9 item 5: a SYNTHETIC OVMF with the SNP kernel-hashes section whose volumes are an
+    OvmfPkgX64 build's (QemuKernelLoaderFsDxe, no AmdSevX64-only files): the coverage test must not
+    pass; it fails saying "measured, not enforced" with the evidence."""
+    from sevkit.host.ovmf import KERNEL_LOADER
+    fw = craft_ovmf(tmp_path / "OVMF.x64.fd", files=[KERNEL_LOADER])
+    _setup(pytester, tmp_path, monkeypatch, fw=str(fw), kernel_hashes=True)
+    reports = tmp_path / "reports"
+    res = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--sev-kds-url", "off", f"--sev-report-dir={reports}", "-o", "sev_expect=none",
+        "-k", "covers")
+    junit = next(reports.glob("*/junit.xml"))
+    assert _outcomes(junit) == {"test_launch_measurement_covers_kernel_initrd_cmdline": "failed"}, \
+        res.stdout.str()[-3000:]
+    assert "measured, not enforced" in res.stdout.str() and "BlobVerifierLibNull" in res.stdout.str()
+    mb = json.loads(next(junit.parent.glob("*test_launch_measurement_covers*/measured-boot.json")).read_text())
+    assert mb["firmware_finding"]["hashes_enforced"] is False and mb["firmware_finding"]["kernel_hashes"] is True
