@@ -249,9 +249,13 @@ def host_supplied_chain(cert_table: bytes, leaf: x509.Certificate) -> Chain | No
     table = parse_cert_table(cert_table)
     if "ARK" not in table or "ASK" not in table:
         return None
-    certs = [*load_certificates(table["ASK"], "certificate table ASK"),
-             *load_certificates(table["ARK"], "certificate table ARK")]
-    return chain_from_certs(certs, source="certificate table (host-supplied)", issuer_cn=common_name(leaf.issuer))
+    try:
+        certs = [*load_certificates(table["ASK"], "certificate table ASK"),
+                 *load_certificates(table["ARK"], "certificate table ARK")]
+        return chain_from_certs(certs, source="certificate table (host-supplied)",
+                                issuer_cn=common_name(leaf.issuer))
+    except InputError:
+        return None      # not a chain at all: the shipped chain decides, as with no table
 
 
 def split_leaf(certs: Sequence[x509.Certificate], source: str) -> tuple[x509.Certificate, list[x509.Certificate]]:

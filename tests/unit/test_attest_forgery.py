@@ -151,3 +151,32 @@ def test_library_refuses_the_forgery_like_the_cli() -> None:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_host_supplied_chain_counts_only_under_the_trust_rule() -> None:
+    """The suite's path: the certificate table the host fills. Real Milan ASK/ARK (virtee-sev) in it:
+    verified, trusted as AMD's root. The forged ASK/ARK in it: not verified. Junk: the shipped chain."""
+    from cryptography.hazmat.primitives.serialization import Encoding as Enc
+    from test_attest_realdata import leaf_of
+
+    from sevkit.attestation import load_certificates, verify_report
+    from sevkit.attestation.certs import host_supplied_chain
+    from sevkit.attestation.certtable import build_cert_table
+
+    report = load_report(read("virtee-sev/report_milan.bin"))
+    leaf = leaf_of("virtee-sev/vcek_milan.der")
+    ask, ark = (c.public_bytes(Enc.DER) for c in load_certificates(read("virtee-sev/cert_chain_milan")))
+    real = host_supplied_chain(build_cert_table({"ASK": ask, "ARK": ark}), leaf)
+    assert real is not None and real.source == "certificate table (host-supplied)"
+    v = verify_report(report, leaf, real)
+    assert v.verified and v.trusted_root is not None and v.trusted_root.kind == "amd"
+
+    f = forge("amd-names")
+    fleaf = load_certificates(f["vcek"])[0]
+    fask, fark = (c.public_bytes(Enc.DER) for c in load_certificates(f["chain"]))
+    forged_chain = host_supplied_chain(build_cert_table({"ASK": fask, "ARK": fark}), fleaf)
+    fv = verify_report(load_report(f["report"]), fleaf, forged_chain)
+    assert not fv.verified and [c.name for c in fv.failed()] == ["ark_is_trusted_root"]
+
+    assert host_supplied_chain(build_cert_table({"ASK": b"junk", "ARK": b"junk"}), leaf) is None
+    assert host_supplied_chain(build_cert_table({"VCEK": ask}), leaf) is None
