@@ -9,14 +9,17 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
+from typing import Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 from ..errors import AttestationError, InputError
+from .certtable import parse_cert_table
 from .report import PRODUCTS, Product, product_from_name
 
 AMD_OID = "1.3.6.1.4.1.3704.1"
@@ -146,11 +149,57 @@ def shipped_chain(product: Product, key: str) -> Chain:
 
 def shipped_arks() -> dict[str, x509.Certificate]:
     """ARK subject CN -> certificate, for every shipped product."""
-    out: dict[str, x509.Certificate] = {}
+    return {common_name(a.cert.subject): a.cert for a in shipped_roots() if a.source.endswith("_vcek_chain.pem")}
+
+
+def public_key_der(cert: x509.Certificate) -> bytes:
+    """The SubjectPublicKeyInfo, DER: what 'the same root' means (a name can be copied, a key cannot)."""
+    return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass(frozen=True)
+class TrustAnchor:
+    """A root a report may chain to: one of AMD's ARKs shipped in sevkit/data/amd, or a root the user
+    named explicitly (``--trust-root FILE`` / ``sev_trust_root``), which the verdict says it is."""
+
+    cert: x509.Certificate
+    kind: Literal["amd", "user"]
+    source: str
+
+    def describe(self) -> str:
+        cn = common_name(self.cert.subject)
+        if self.kind == "amd":
+            return f"AMD root {cn} shipped with sevkit ({self.source})"
+        return f"user-named root {cn} from {self.source} (NOT an AMD root shipped with sevkit)"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "subject": common_name(self.cert.subject), "source": self.source,
+                "key_sha256": hashlib.sha256(public_key_der(self.cert)).hexdigest()}
+
+
+@cache
+def shipped_roots() -> tuple[TrustAnchor, ...]:
+    """Every ARK in sevkit/data/amd (one per product; the VCEK and VLEK files carry the same ARK)."""
+    out = []
     for p in PRODUCTS:
-        c = shipped_chain(p, "VCEK")
-        out[common_name(c.ark.subject)] = c.ark
-    return out
+        for key in ("VCEK", "VLEK"):
+            c = shipped_chain(p, key)
+            out.append(TrustAnchor(c.ark, "amd", c.source))
+    return tuple(out)
+
+
+def load_trust_roots(data: bytes, source: str) -> tuple[TrustAnchor, ...]:
+    """The self-issued certificates in a user's ``--trust-root`` file; InputError if it holds none."""
+    roots = [c for c in load_certificates(data, source) if c.subject == c.issuer]
+    if not roots:
+        raise InputError(f"{source}: no self-issued root certificate (a trust root is an ARK-like root)")
+    return tuple(TrustAnchor(c, "user", source) for c in roots)
+
+
+def trusted_anchor(ark: x509.Certificate, extra: Sequence[TrustAnchor] = ()) -> TrustAnchor | None:
+    """The anchor whose public key is byte-equal to ``ark``'s: shipped AMD roots first, then ``extra``."""
+    key = public_key_der(ark)
+    return next((a for a in (*shipped_roots(), *extra) if public_key_der(a.cert) == key), None)
 
 
 def chain_from_certs(certs: Sequence[x509.Certificate], *, source: str,
@@ -171,7 +220,18 @@ def chain_from_certs(certs: Sequence[x509.Certificate], *, source: str,
 
 def chain_for_leaf(leaf: x509.Certificate, product_hint: str | None = None) -> Chain:
     """Choose the shipped chain from the leaf's issuer CN (``SEV-Milan``, ``SEV-VLEK-Genoa``, ...),
-    else from its productName or ``product_hint``."""
+    else from its productName or ``product_hint``; AttestationError when none fits."""
+    chain = shipped_chain_for_leaf(leaf, product_hint)
+    if chain is None:
+        issuer = common_name(leaf.issuer)
+        raise AttestationError(
+            f"no shipped AMD chain for a certificate issued by {issuer!r}; pass --chain with its ASK/ASVK and ARK",
+            evidence={"issuer": issuer})
+    return chain
+
+
+def shipped_chain_for_leaf(leaf: x509.Certificate, product_hint: str | None = None) -> Chain | None:
+    """chain_for_leaf, None when no shipped product fits the leaf."""
     issuer = common_name(leaf.issuer)
     key = "VLEK" if issuer.startswith("SEV-VLEK-") or common_name(leaf.subject) == "SEV-VLEK" else "VCEK"
     product = product_from_name(issuer.removeprefix("SEV-VLEK-").removeprefix("SEV-"))
@@ -180,11 +240,22 @@ def chain_for_leaf(leaf: x509.Certificate, product_hint: str | None = None) -> C
         product = product_from_name(name) if name else None
     if product is None and product_hint:
         product = product_from_name(product_hint)
-    if product is None:
-        raise AttestationError(
-            f"no shipped AMD chain for a certificate issued by {issuer!r}; pass --chain with its ASK/ASVK and ARK",
-            evidence={"issuer": issuer})
-    return shipped_chain(product, key)
+    return None if product is None else shipped_chain(product, key)
+
+
+def host_supplied_chain(cert_table: bytes, leaf: x509.Certificate) -> Chain | None:
+    """The ASK/ASVK and ARK in an extended report's certificate table (GHCB 56421 §4.1.8.1), or None
+    when the host supplied no ARK and ASK. Untrusted: verify_report's trust rule decides."""
+    table = parse_cert_table(cert_table)
+    if "ARK" not in table or "ASK" not in table:
+        return None
+    try:
+        certs = [*load_certificates(table["ASK"], "certificate table ASK"),
+                 *load_certificates(table["ARK"], "certificate table ARK")]
+        return chain_from_certs(certs, source="certificate table (host-supplied)",
+                                issuer_cn=common_name(leaf.issuer))
+    except InputError:
+        return None      # not a chain at all: the shipped chain decides, as with no table
 
 
 def split_leaf(certs: Sequence[x509.Certificate], source: str) -> tuple[x509.Certificate, list[x509.Certificate]]:

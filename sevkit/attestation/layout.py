@@ -5,9 +5,16 @@ The parser (report.py) walks this table; nothing else in sevkit hard-codes an of
 report body. Offsets were cross-checked against google/go-sev-guest abi/abi.go and virtee/sev
 src/firmware/guest/types/snp.rs (see tests/data/realdata/PROVENANCE.md).
 
-Version 4 is refused: its layout is not documented in the sources we read (virtee parses it
-like 3, sev-facts §12 item 8 lists it as unverified), and guessing a layout is how a verifier
-ends up trusting the wrong bytes. Adding it is one entry in SUPPORTED_VERSIONS once confirmed.
+Versions (``layout_version``): 2; 3 and 4 share one layout (CPUID family/model/stepping at
+0x188); 5 adds the mitigation vectors. Sources: virtee/sev src/firmware/guest/types/snp.rs
+@9cf2adbffa20 ``ReportVariant`` decode: ``0 | 1 => Unsupported, 2 => V2, 3 | 4 => V3, 5 => V5,
+_ => V5``; google/go-sev-guest abi/abi.go @af1c107a648f ``ReportVersion4 = 4`` inside
+``MinSupportedReportVersion = 2`` .. ``MaxSupportedReportVersion = 5`` with the CPUID bytes read
+for every ``Version >= ReportVersion3``; confidential-containers/trustee
+deps/verifier/src/snp/mod.rs ``REPORT_VERSION_MAX`` raised 3 -> 4 -> 5. A version above the
+newest known is parsed with the newest layout (as virtee does) and carries a warning; 0 and 1
+(pre-SNP-ABI) and values no firmware emits (above MAX_PLAUSIBLE_VERSION: text, an HCL header or
+a wrong offset read as a version) are refused.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ SIGNED_SIZE = 0x2A0          # ECDSA signs bytes 0x000-0x29F
 SIGNATURE_OFFSET = 0x2A0
 SIG_R = (0x2A0, 72)          # little-endian, zero-padded (P-384 uses 48 of the 72 bytes)
 SIG_S = (0x2E8, 72)
-SUPPORTED_VERSIONS = (2, 3, 5)
+SUPPORTED_VERSIONS = (2, 3, 4, 5)
+NEWEST_VERSION = max(SUPPORTED_VERSIONS)
+MAX_PLAUSIBLE_VERSION = 0xFF  # a one-byte range is generous headroom for AMD's ABI revisions
 SIGNATURE_ALGO_ECDSA_P384_SHA384 = 1
 
 
@@ -75,9 +84,16 @@ LAYOUT: tuple[Field, ...] = (
 )
 
 
+def layout_version(version: int) -> int | None:
+    """The layout a report of ``version`` is parsed with, None when it must be refused."""
+    if version < min(SUPPORTED_VERSIONS) or version > MAX_PLAUSIBLE_VERSION:
+        return None
+    return min(version, NEWEST_VERSION)
+
+
 def fields_for(version: int) -> tuple[Field, ...]:
-    """The fields a report of ``version`` defines."""
-    return tuple(f for f in LAYOUT if f.since <= version)
+    """The fields a report of ``version`` defines (a future version: the newest layout's)."""
+    return tuple(f for f in LAYOUT if f.since <= min(version, NEWEST_VERSION))
 
 
 def _check_layout() -> None:

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MeasurementError
 from ..vocab import GuestKind
+from .hostcpu import vcpu_sig
 
 if TYPE_CHECKING:
+    from ..host.cpu import Signature
     from ..host.ovmf import OvmfImage
     from ..qemu.spec import GuestSpec
 
@@ -44,16 +46,19 @@ class LaunchInputs:
     vmm_type: str = "QEMU"
 
     @classmethod
-    def from_spec(cls, spec: GuestSpec, *, guest_features: int = 0x1) -> LaunchInputs:
-        """Exactly what sevkit's launcher (sevkit.qemu.GuestSpec) passes to QEMU."""
+    def from_spec(cls, spec: GuestSpec, *, guest_features: int = 0x1,
+                  host_cpu: Signature | None = None) -> LaunchInputs:
+        """Exactly what sevkit's launcher (sevkit.qemu.GuestSpec) passes to QEMU. ``host_cpu`` (the
+        host probe's CPUID signature) gives ``-cpu host`` its vcpu_sig (hostcpu.py says why)."""
         fw = spec.firmware
         ovmf = fw.image if fw.kind == "bios" else fw.code
         if ovmf is None:
             raise MeasurementError(f"{spec.name}: firmware {fw.label} is not OVMF; nothing to measure",
                                    evidence={"firmware": fw.label})
-        return cls(mode=spec.kind, ovmf=ovmf, vcpus=spec.vcpus, vcpu_type=spec.cpu, kernel=spec.kernel,
-                   initrd=spec.initrd, append=spec.append or None, kernel_hashes=spec.kernel_hashes,
-                   guest_features=guest_features)
+        sig = vcpu_sig(host_cpu, why=f"{spec.name}: -cpu host") if spec.cpu == "host" else None
+        return cls(mode=spec.kind, ovmf=ovmf, vcpus=spec.vcpus, vcpu_type=spec.cpu, vcpu_sig=sig,
+                   kernel=spec.kernel, initrd=spec.initrd, append=spec.append or None,
+                   kernel_hashes=spec.kernel_hashes, guest_features=guest_features)
 
 
 def expected_measurement(inp: LaunchInputs) -> bytes:
@@ -67,6 +72,7 @@ def expected_measurement(inp: LaunchInputs) -> bytes:
 
     evidence = {"mode": inp.mode, "ovmf": str(inp.ovmf), "kernel": str(inp.kernel), "initrd": str(inp.initrd),
                 "append": inp.append, "vcpus": inp.vcpus, "vcpu_type": inp.vcpu_type,
+                "vcpu_sig": None if inp.vcpu_sig is None else hex(inp.vcpu_sig),
                 "kernel_hashes": inp.kernel_hashes, "guest_features": hex(inp.guest_features)}
     if inp.mode not in MODES:
         raise MeasurementError(f"unknown mode {inp.mode!r}; one of {', '.join(MODES)}", evidence=evidence)
@@ -98,7 +104,7 @@ def expected_measurement(inp: LaunchInputs) -> bytes:
 
 
 AMDSEV_HINT = ("use an OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc; Debian's ovmf has no SNP "
-               "kernel-hashes section")
+               "kernel-hashes section, and an OvmfPkgX64 build that has one does not enforce the hashes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +118,15 @@ class MeasuredBootSupport:
     why: str                          # the finding, in words
     source: str                       # "host probe" or "parsed": where the finding comes from
     image: dict[str, Any] | None      # the OvmfImage the decision rests on (None: no firmware)
+    # Measured is not enforced (host/ovmf.py AMDSEV_ONLY_FILES): does the firmware refuse a kernel,
+    # initrd or command line that differs from the measured hashes? None: not determined.
+    enforced: bool | None = None
+    enforcement: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"firmware": self.firmware, "kernel_hashes": self.supported, "why": self.why,
-                "source": self.source, "image": self.image}
+                "source": self.source, "image": self.image, "hashes_enforced": self.enforced,
+                "enforcement": self.enforcement}
 
 
 def inspect_firmware(path: str | Path) -> OvmfImage:
@@ -152,5 +163,7 @@ def snp_measured_boot_support(firmware: str | Path | None, kernel: Path | None,
                                      ("a SEV hash table with a non-zero GPA", img.kernel_hashes)) if not ok]
     if missing:
         why = f"{img.summary()}; missing " + ", ".join(missing)
-        return MeasuredBootSupport(str(firmware), False, why, source, img.to_json())
-    return MeasuredBootSupport(str(firmware), True, img.summary(), source, img.to_json())
+        return MeasuredBootSupport(str(firmware), False, why, source, img.to_json(), img.hashes_enforced,
+                                   img.enforcement())
+    return MeasuredBootSupport(str(firmware), True, img.summary(), source, img.to_json(), img.hashes_enforced,
+                               img.enforcement())

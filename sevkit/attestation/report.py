@@ -14,10 +14,13 @@ from typing import Any, Literal
 from ..errors import ReportParseError
 from ..tcb import TcbLayout, TcbVersion, layout_for_family
 from .layout import (
+    MAX_PLAUSIBLE_VERSION,
+    NEWEST_VERSION,
     REPORT_SIZE,
     SIGNED_SIZE,
     SUPPORTED_VERSIONS,
     fields_for,
+    layout_version,
 )
 
 Product = Literal["Milan", "Genoa", "Turin"]
@@ -157,6 +160,8 @@ class AttestationReport:
     product: Product | None
     product_source: str          # cpuid, chip_id, hint, or unknown
     trailing_bytes: int = 0      # bytes after the report in the input (ignored, not signed)
+    layout_version: int = 0      # the layout the bytes were read with (version, or the newest known)
+    warnings: tuple[str, ...] = ()
 
     @property
     def signed_bytes(self) -> bytes:
@@ -210,7 +215,8 @@ class AttestationReport:
             "current_mit_vector": None if self.current_mit_vector is None else hex(self.current_mit_vector),
             "signature": {"r": f"{self.signature_r:096x}", "s": f"{self.signature_s:096x}"},
             "product": self.product, "product_source": self.product_source,
-            "trailing_bytes": self.trailing_bytes,
+            "trailing_bytes": self.trailing_bytes, "layout_version": self.layout_version,
+            "warnings": list(self.warnings),
         }
 
 
@@ -232,7 +238,9 @@ def _decide_product(version: int, values: dict[str, Any], hint: str | None) -> t
 def parse_report(data: bytes, *, product_hint: str | None = None) -> AttestationReport:
     """Parse raw report bytes (at least 1184; bytes after the report are counted and ignored).
 
-    Raises ReportParseError for truncated input and for versions outside SUPPORTED_VERSIONS.
+    Raises ReportParseError for truncated input and for versions 0, 1 or above
+    MAX_PLAUSIBLE_VERSION; a version above the newest known is read with the newest layout and
+    a warning (layout.py says why).
     """
     if len(data) < REPORT_SIZE:
         raise ReportParseError(
@@ -240,41 +248,49 @@ def parse_report(data: bytes, *, product_hint: str | None = None) -> Attestation
             evidence={"length": len(data)})
     raw = bytes(data[:REPORT_SIZE])
     version = int.from_bytes(raw[0:4], "little")
-    if version not in SUPPORTED_VERSIONS:
+    layout = layout_version(version)
+    if layout is None:
         raise ReportParseError(
             f"unsupported report version {version} (0x{version:x}): sevkit parses versions "
-            f"{', '.join(map(str, SUPPORTED_VERSIONS))}; not an SNP report, or a newer format",
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))} (and later ones up to {MAX_PLAUSIBLE_VERSION} "
+            f"with the v{NEWEST_VERSION} layout); this is not an SNP attestation report",
             evidence={"version": version, "first_bytes": raw[:16].hex()})
+    warnings: tuple[str, ...] = ()
+    if version > NEWEST_VERSION:
+        warnings = (f"report version {version} is newer than the newest sevkit knows ({NEWEST_VERSION}): "
+                    f"parsed with the v{NEWEST_VERSION} layout; fields added after v{NEWEST_VERSION} "
+                    "are not decoded",)
     values: dict[str, Any] = {}
     for f in fields_for(version):
         chunk = raw[f.offset:f.offset + f.size]
         values[f.name] = chunk if f.kind in ("bytes", "tcb") else int.from_bytes(chunk, "little")
     product, source = _decide_product(version, values, product_hint)
     # Turin (family 1Ah) puts FMC first; everything earlier uses the legacy order.
-    layout: TcbLayout = ("turin" if product == "Turin"
+    tcb: TcbLayout = ("turin" if product == "Turin"
                          else layout_for_family(values["cpuid_fam_id"]) if version >= 3 else "legacy")
     return AttestationReport(
         raw=raw, version=version, guest_svn=values["guest_svn"], policy=Policy.decode(values["policy"]),
         family_id=values["family_id"], image_id=values["image_id"], vmpl=values["vmpl"],
         signature_algo=values["signature_algo"],
-        current_tcb=TcbVersion.decode(values["current_tcb"], layout),
+        current_tcb=TcbVersion.decode(values["current_tcb"], tcb),
         platform_info=PlatformInfo.decode(values["platform_info"]),
         key_info=KeyInfo.decode(values["key_info"]),
         report_data=values["report_data"], measurement=values["measurement"], host_data=values["host_data"],
         id_key_digest=values["id_key_digest"], author_key_digest=values["author_key_digest"],
         report_id=values["report_id"], report_id_ma=values["report_id_ma"],
-        reported_tcb=TcbVersion.decode(values["reported_tcb"], layout),
+        reported_tcb=TcbVersion.decode(values["reported_tcb"], tcb),
         cpuid_fam_id=values.get("cpuid_fam_id"), cpuid_mod_id=values.get("cpuid_mod_id"),
         cpuid_step=values.get("cpuid_step"), chip_id=values["chip_id"],
-        committed_tcb=TcbVersion.decode(values["committed_tcb"], layout),
+        committed_tcb=TcbVersion.decode(values["committed_tcb"], tcb),
         current_fw=FirmwareVersion(values["current_major"], values["current_minor"], values["current_build"]),
         committed_fw=FirmwareVersion(values["committed_major"], values["committed_minor"],
                                      values["committed_build"]),
-        launch_tcb=TcbVersion.decode(values["launch_tcb"], layout),
+        launch_tcb=TcbVersion.decode(values["launch_tcb"], tcb),
         launch_mit_vector=values.get("launch_mit_vector"), current_mit_vector=values.get("current_mit_vector"),
         signature_r=int.from_bytes(values["signature_r"], "little"),
         signature_s=int.from_bytes(values["signature_s"], "little"),
-        product=product, product_source=source, trailing_bytes=len(data) - REPORT_SIZE)
+        product=product, product_source=source, trailing_bytes=len(data) - REPORT_SIZE,
+        layout_version=layout, warnings=warnings)
 
 
 def with_product_hint(report: AttestationReport, hint: str, source: str = "certificate") -> AttestationReport:

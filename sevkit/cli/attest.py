@@ -1,11 +1,14 @@
 """``sevkit attest``: verify, show, and fetch-vcek for SEV-SNP attestation reports.
 
-    sevkit attest verify [--json] REPORT --cert CERT [--chain PEM] [--nonce HEX] [--measurement HEX]
+    sevkit attest verify [--json] REPORT --cert CERT [--chain PEM] [--trust-root FILE] [--nonce HEX] [--measurement HEX]
                          [--vmpl N] [--min-tcb bl=3,tee=0,snp=8,ucode=115] [--host-data HEX]
                          [--policy HEX] [--smt on|off] [--allow-debug] [--allow-migration-agent]
                          [--id-key-digest HEX] [--author-key-digest HEX] [--at YYYY-MM-DD]
     sevkit attest show [--json] REPORT
     sevkit attest fetch-vcek REPORT [--product P] [--certs TABLE] [--cache DIR] [--kds-url URL] [-o FILE]
+
+A report verifies only when its chain ends at an AMD root shipped with sevkit (byte-equal public
+key), or at a root named with --trust-root (the verdict then says so): --chain alone trusts nothing.
 
 Exit: 0 verified and every requested check holds; 1 not; 2 unusable input.
 """
@@ -39,7 +42,11 @@ def register(subparsers: Any) -> None:
     v = sub.add_parser("verify", help="verify a report against AMD's chain and the lab's expectations")
     v.add_argument("report", help="report: raw binary, hex, base64, or an Azure HCL report")
     v.add_argument("--cert", required=True, help="VCEK or VLEK (DER or PEM; a PEM bundle's leaf is used)")
-    v.add_argument("--chain", help="PEM with ASK/ASVK and ARK (default: the shipped AMD roots)")
+    v.add_argument("--chain", help="PEM with ASK/ASVK and ARK (default: the shipped AMD chain); its ARK must "
+                   "be a shipped AMD root or a --trust-root")
+    v.add_argument("--trust-root", metavar="FILE",
+                   help="also trust this root certificate (PEM/DER, self-issued); the verdict names it as "
+                   "user-trusted, not AMD")
     v.add_argument("--nonce", help="expected REPORT_DATA, hex (up to 64 bytes, zero-padded)")
     v.add_argument("--measurement", help="expected MEASUREMENT, 48 bytes hex")
     v.add_argument("--vmpl", type=int, help="expected VMPL")
@@ -133,11 +140,13 @@ def _naming(*inputs: tuple[str, str | None]) -> Iterator[None]:
 def cmd_verify(a: argparse.Namespace) -> int:
     expectations = _expectations(a)
     when = _at(a.at)
-    with _naming(("report", a.report), ("certificate", a.cert), ("chain", a.chain)):
+    with _naming(("report", a.report), ("certificate", a.cert), ("chain", a.chain), ("trust root", a.trust_root)):
         verdict = attest(read_file(a.report, REPORT, "report"), read_file(a.cert, CERTIFICATE, "certificate"),
-                     chain_data=None if a.chain is None else read_file(a.chain, CHAIN, "chain"),
+                         chain_data=None if a.chain is None else read_file(a.chain, CHAIN, "chain"),
                          expectations=expectations, at=when, report_source=shown(a.report),
-                         cert_source=shown(a.cert), chain_source="chain" if a.chain is None else shown(a.chain))
+                         cert_source=shown(a.cert), chain_source="chain" if a.chain is None else shown(a.chain),
+                         trust_data=None if a.trust_root is None else read_file(a.trust_root, CHAIN, "trust root"),
+                         trust_source=f"--trust-root {shown(a.trust_root)}" if a.trust_root else "--trust-root")
     if a.json:
         json.dump(verdict.to_dict(), sys.stdout, indent=2)
         print()

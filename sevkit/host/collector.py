@@ -18,6 +18,7 @@ import fcntl
 import glob
 import hashlib
 import json
+import lzma
 import mmap
 import os
 import platform
@@ -28,6 +29,7 @@ import struct
 import subprocess
 import sys
 import time
+import uuid
 from typing import Any
 
 SCHEMA = 1
@@ -433,21 +435,131 @@ def _qemu() -> dict[str, Any]:
 
 
 def ovmf_content(path: str) -> dict[str, Any]:
-    """sha256, head and tail of one image: enough for the controller to parse its GUID table
-    (also what ``sevkit.attestation.measure.inspect_firmware`` reads for a local file)."""
+    """sha256, head and tail of one image (enough for the controller to parse its GUID table; also what
+    ``sevkit.attestation.measure.inspect_firmware`` reads for a local file), and the names of the FFS
+    files in its firmware volumes (which modules the build contains)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(OVMF_HEAD)
             digest = hashlib.sha256(head)
+            whole = bytearray(head)
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
+                if len(whole) <= FV_MAX_IMAGE:
+                    whole += chunk
             size = fh.tell()
             fh.seek(max(0, size - OVMF_TAIL))
             tail = fh.read(OVMF_TAIL)
     except OSError as exc:
         return _err(exc)
-    return {"sha256": digest.hexdigest(), "head_b64": base64.b64encode(head).decode(),
-            "tail_b64": base64.b64encode(tail).decode(), "tail_offset": size - len(tail)}
+    out = {"sha256": digest.hexdigest(), "head_b64": base64.b64encode(head).decode(),
+           "tail_b64": base64.b64encode(tail).decode(), "tail_offset": size - len(tail)}
+    if size > FV_MAX_IMAGE:
+        out["ffs"] = {"error": f"{size} bytes: larger than any OVMF image, firmware volumes not read"}
+    else:
+        out["ffs"] = _ffs_names(bytes(whole))
+    return out
+
+
+# --- firmware volumes (PI spec vol. 3: EFI_FIRMWARE_VOLUME_HEADER, EFI_FFS_FILE_HEADER, sections) ---
+FV_MAX_IMAGE = 64 << 20
+FV_MAX_INFLATED = 256 << 20          # an LZMA bomb stops here, not in the host's memory
+FV_MAX_DEPTH = 6
+LZMA_SECTION_GUID = "ee4e5898-3914-4259-9d6e-dc7bd79403cf"   # MdeModulePkg.dec gLzmaCustomDecompressGuid
+# FileSystemGuid of volumes that hold FFS files (PI: EFI_FIRMWARE_FILE_SYSTEM2/3_GUID); a variable
+# store volume (OVMF_VARS) holds variables instead.
+FFS_FILESYSTEMS = ("8c8ce578-8a3d-4f1c-9935-896185c32dd3", "5473c07a-3dcb-4dca-bd6f-1e9689e7349a")
+
+
+def _guid(raw: bytes) -> str:
+    return str(uuid.UUID(bytes_le=raw))
+
+
+def _ffs_names(image: bytes) -> dict[str, Any]:
+    """Every FFS file name GUID in the image's firmware volumes, nested FVs and LZMA sections
+    included (OVMF compresses PEIFV and DXEFV into FVMAIN_COMPACT)."""
+    names: set[str] = set()
+    budget = [FV_MAX_INFLATED]
+    errors: list[str] = []
+    pos, fvs = 0, 0
+    while (i := image.find(b"_FVH", pos)) >= 0:
+        start = i - 40
+        length = _fv_length(image, start)
+        if length:
+            fvs += 1
+            _walk_fv(image[start:start + length], names, 0, budget, errors)
+            pos = start + length
+        else:
+            pos = i + 4
+    return {"fvs": fvs, "guids": sorted(names), "errors": errors[:5]}
+
+
+def _fv_length(buf: bytes, start: int) -> int:
+    """The FvLength of a plausible volume header at ``start``, 0 when it is none."""
+    if start < 0 or start + 56 > len(buf) or buf[start + 40:start + 44] != b"_FVH":
+        return 0
+    length = struct.unpack_from("<Q", buf, start + 32)[0]
+    hlen = struct.unpack_from("<H", buf, start + 48)[0]
+    if not 56 <= hlen <= length or start + length > len(buf):
+        return 0
+    if _guid(buf[start + 16:start + 32]) not in FFS_FILESYSTEMS:
+        return 0
+    return int(length)
+
+
+def _walk_fv(fv: bytes, names: set[str], depth: int, budget: list[int], errors: list[str]) -> None:
+    if depth > FV_MAX_DEPTH:
+        errors.append("volumes nested too deep")
+        return
+    hlen, ext = struct.unpack_from("<HxxH", fv, 48)
+    pos = hlen
+    if ext and ext + 20 <= len(fv):
+        pos = max(pos, ext + struct.unpack_from("<I", fv, ext + 16)[0])
+    erased = b"\xff" * 16
+    while True:
+        pos = (pos + 7) & ~7
+        if pos + 24 > len(fv) or fv[pos:pos + 16] == erased:
+            return
+        ftype, attrs = fv[pos + 18], fv[pos + 19]
+        size, hdr = int.from_bytes(fv[pos + 20:pos + 23], "little"), 24
+        if attrs & 0x01:                       # FFS_ATTRIB_LARGE_FILE: 64-bit size after the header
+            size, hdr = struct.unpack_from("<Q", fv, pos + 24)[0] if pos + 32 <= len(fv) else 0, 32
+        if size < hdr or pos + size > len(fv):
+            errors.append(f"file at 0x{pos:x}: size {size} outside the volume")
+            return
+        if ftype != 0xF0:                      # EFI_FV_FILETYPE_FFS_PAD
+            names.add(_guid(fv[pos:pos + 16]))
+            if ftype not in (0x01, 0x02):      # RAW and FREEFORM hold data, not sections
+                _walk_sections(fv[pos + hdr:pos + size], names, depth, budget, errors)
+        pos += size
+
+
+def _walk_sections(buf: bytes, names: set[str], depth: int, budget: list[int], errors: list[str]) -> None:
+    pos = 0
+    while pos + 4 <= len(buf):
+        size, stype, hdr = int.from_bytes(buf[pos:pos + 3], "little"), buf[pos + 3], 4
+        if size == 0xFFFFFF and pos + 8 <= len(buf):
+            size, hdr = struct.unpack_from("<I", buf, pos + 4)[0], 8
+        if size < hdr or pos + size > len(buf):
+            return
+        body = buf[pos + hdr:pos + size]
+        if stype == 0x17 and _fv_length(body, 0):                  # EFI_SECTION_FIRMWARE_VOLUME_IMAGE
+            _walk_fv(body[:_fv_length(body, 0)], names, depth + 1, budget, errors)
+        elif stype == 0x02 and len(body) >= 20:                    # EFI_SECTION_GUID_DEFINED
+            data = body[struct.unpack_from("<H", body, 16)[0] - hdr:]
+            if _guid(body[:16]) == LZMA_SECTION_GUID:
+                dec = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
+                try:
+                    data = dec.decompress(data, max_length=budget[0])
+                except lzma.LZMAError as exc:
+                    errors.append(f"LZMA section: {exc}")
+                    data = b""
+                budget[0] -= len(data)
+                if budget[0] <= 0:
+                    errors.append("decompressed data over the limit")
+                    return
+            _walk_sections(data, names, depth + 1, budget, errors)
+        pos = (pos + size + 3) & ~3
 
 
 def _ovmf() -> dict[str, Any]:

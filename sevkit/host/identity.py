@@ -34,8 +34,10 @@ def identity(raw: RawInputs, facts: dict[str, Any]) -> dict[str, str]:
     try:
         out["cpu"] = cpu.brand(raw.cpuid(0x80000002), raw.cpuid(0x80000003), raw.cpuid(0x80000004)) or "unknown"
         out["cpu_vendor"] = cpu.vendor(raw.cpuid(0))
-        sig = cpu.signature(raw.cpuid(1)[0])
+        eax1 = raw.cpuid(1)[0]
+        sig = cpu.signature(eax1)
         out["cpu_signature"] = str(sig)
+        out["cpuid_1_eax"] = f"0x{eax1:08x}"     # for the attestation product and -cpu host's vcpu_sig
         out["generation"] = cpu.generation(sig) or "unknown"
     except Unreadable as exc:
         out.setdefault("cpu", f"unknown ({exc.message})")

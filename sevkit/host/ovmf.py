@@ -29,6 +29,21 @@ NV_STORE_FV = "fff12b8d-7696-4c8b-a985-2747075b4f50"     # EFI_SYSTEM_NV_DATA_FV
 FFS2_FV = "8c8ce578-8a3d-4f1c-9935-896185c32dd3"         # EFI_FIRMWARE_FILE_SYSTEM2_GUID: code
 SNP_SECTIONS = ("SNP_SEC_MEM", "SNP_SECRETS", "CPUID")   # what QEMU must pre-validate for an SNP launch
 
+# Measured is not enforced. Every OVMF whose MEMFD has PcdSevLaunchSecretBase and PcdQemuHashTableBase
+# (edk2 OvmfPkg/Include/Fdf/MemFd.fdf.inc, shared by OvmfPkgX64) gets the SNP_KERNEL_HASHES metadata
+# section (OvmfPkg/ResetVector/ResetVector.nasmb), so QEMU's kernel-hashes=on puts the hashes into the
+# launch digest. Whether the firmware then REFUSES a kernel that does not match them is decided by the
+# BlobVerifierLib linked into QemuKernelLoaderFsDxe: OvmfPkgX64.dsc links BlobVerifierLibNull (accepts
+# anything), only OvmfPkg/AmdSev/AmdSevX64.dsc links BlobVerifierLibSevHashes. A library leaves no
+# file of its own, so the build is told by the FFS files only AmdSevX64.fdf puts in its volumes
+# (edk2 @c5aa7e7d94c0: no other .fdf includes them; FILE_GUIDs from each module's .inf):
+AMDSEV_ONLY_FILES = {
+    "45260dde-0c3c-4b41-a226-ef3803fac7d4": "SecretPei",    # OvmfPkg/AmdSev/SecretPei/SecretPei.inf
+    "6e2b9619-8810-4e9d-a177-d432bb9abeda": "SecretDxe",    # OvmfPkg/AmdSev/SecretDxe/SecretDxe.inf
+    "b5ae312c-bc8a-43b1-9c62-ebb826dd5d07": "Grub",         # OvmfPkg/AmdSev/Grub/Grub.inf
+}
+KERNEL_LOADER = "806040ca-dad9-4978-a3b4-2d2ab0c8a48f"      # OvmfPkg/QemuKernelLoaderFsDxe/QemuKernelLoaderFsDxe.inf
+
 
 @dataclass(frozen=True)
 class OvmfImage:
@@ -40,6 +55,9 @@ class OvmfImage:
     ``snp_kernel_hashes``: an SNP_KERNEL_HASHES metadata section (measured direct boot under SNP).
     ``combined``: starts with its own variable store (one file, no VARS needed); ``role`` is
     "combined", "code" (pflash CODE, needs a VARS copy), "vars" (a variable store template) or "unknown".
+    ``hashes_enforced``: the direct-boot kernel loader refuses a kernel, initrd or command line whose
+    hash differs from the measured table (an AmdSevX64 build); False: measured only (OvmfPkgX64 and
+    the like); None: the firmware volumes could not be read (``ffs_error``).
     """
 
     path: str
@@ -55,6 +73,28 @@ class OvmfImage:
     guids: tuple[str, ...] = ()           # "name guid" for every known GUID in the table
     sections: tuple[str, ...] = ()        # SEV metadata section types, in order
     error: str | None = None              # why the image could not be parsed (None: parsed)
+    amdsev_files: tuple[str, ...] = ()    # AmdSevX64-only FFS files found ("SecretDxe 6e2b9619-...")
+    kernel_loader: bool | None = None     # QemuKernelLoaderFsDxe in its volumes
+    ffs_files: int = 0                    # FFS files read from its volumes
+    ffs_error: str | None = None          # why the volumes could not be read
+
+    @property
+    def hashes_enforced(self) -> bool | None:
+        if self.ffs_error is not None or self.ffs_files == 0:
+            return None
+        return bool(self.amdsev_files) and bool(self.kernel_loader)
+
+    def enforcement(self) -> str:
+        """The finding in words, with its evidence."""
+        if self.hashes_enforced is None:
+            return f"not determined: firmware volumes not readable ({self.ffs_error or 'no FFS files found'})"
+        if self.hashes_enforced:
+            return ("enforced: an AmdSevX64 build (" + ", ".join(self.amdsev_files) + " in its volumes), whose "
+                    "kernel loader links BlobVerifierLibSevHashes")
+        loader = "QemuKernelLoaderFsDxe present" if self.kernel_loader else "no QemuKernelLoaderFsDxe"
+        return (f"measured, not enforced: none of the AmdSevX64-only files ({', '.join(AMDSEV_ONLY_FILES.values())}) "
+                f"among its {self.ffs_files} FFS files ({loader}): an OvmfPkgX64-style build, whose kernel loader "
+                "links BlobVerifierLibNull and boots a kernel that does not match the measured hashes")
 
     @property
     def combined(self) -> bool:
@@ -81,7 +121,10 @@ class OvmfImage:
                 "role": self.role, "combined": self.combined, "has_guid_table": self.has_guid_table,
                 "sev_es": self.sev_es, "snp": self.snp, "kernel_hashes": self.kernel_hashes,
                 "snp_kernel_hashes": self.snp_kernel_hashes, "guids": list(self.guids),
-                "sections": list(self.sections), "error": self.error}
+                "sections": list(self.sections), "error": self.error,
+                "amdsev_files": list(self.amdsev_files), "kernel_loader": self.kernel_loader,
+                "ffs_files": self.ffs_files, "ffs_error": self.ffs_error,
+                "hashes_enforced": self.hashes_enforced}
 
 
 class ParserUnavailable(Exception):
@@ -144,11 +187,16 @@ def inspect(entry: dict[str, Any]) -> OvmfImage:
     store = fs == NV_STORE_FV   # starts with a variable store
     role = ("combined" if store else "code") if has_table else ("vars" if store else "unknown")
     kernel_hashes = bool(has_table and o.is_sev_hashes_table_supported())
+    ffs = entry.get("ffs") or {"error": "firmware volumes not collected (collector older than this sevkit?)"}
+    files = set(ffs.get("guids", []))
+    ffs_error = ffs.get("error") or ("; ".join(ffs["errors"]) if ffs.get("errors") and not files else None)
     return OvmfImage(
         path=path, realpath=real, size=size, sha256=sha, role=role, has_guid_table=has_table,
         sev_es=any(g.endswith(SEV_ES_RESET_BLOCK) for g in guids),
         snp=all(s in sections for s in SNP_SECTIONS), kernel_hashes=kernel_hashes,
-        snp_kernel_hashes="SNP_KERNEL_HASHES" in sections, guids=tuple(guids), sections=sections)
+        snp_kernel_hashes="SNP_KERNEL_HASHES" in sections, guids=tuple(guids), sections=sections,
+        amdsev_files=tuple(f"{name} {g}" for g, name in AMDSEV_ONLY_FILES.items() if g in files),
+        kernel_loader=KERNEL_LOADER in files if files else None, ffs_files=len(files), ffs_error=ffs_error)
 
 
 def inspect_all(section: dict[str, Any]) -> list[OvmfImage]:

@@ -114,7 +114,10 @@ def analyze_text(text: str, name: str = "<text>") -> dict[str, Any]:
                    vendor=c.vendor, is_epyc=c.is_epyc)
         notes, evidence = list(c.notes), c.evidence_lines
     elif kind == D.CPUID:
-        x = parse_cpuid_text(text)
+        try:
+            x = parse_cpuid_text(text)
+        except InputError as exc:
+            raise InputError(f"{name}: {exc}", evidence={"file": name}) from None
         out.update(features=x.features, firmware={}, asid_counts={}, errors=[], cpuid=x.fields,
                    registers=x.registers, vendor=x.vendor)
         notes, evidence = list(x.notes), x.evidence_lines

@@ -11,7 +11,7 @@ import re
 
 from ..vocab import FEATURE_CHAIN
 from . import patterns as P
-from .cpuid import DECODED_BOOL, DECODED_NUM, RAW
+from .cpuid import DECODED_BOOL, DECODED_NUM, RAW, REG
 from .cpuinfo import FLAGS
 from .kvmparams import looks_like_params
 from .okreport import OK_LINE, TCB_HEADER
@@ -25,11 +25,15 @@ KINDS = (HOST_DMESG, GUEST_DMESG, CPUID, CPUINFO, KVM_PARAMS, SNPHOST_OK, TCB)
 _HOST = (P.KVM_RANGE, P.KVM_SUPPORTED, P.CCP_API, P.INIT_FAIL, P.PSP_STATUS_FAIL, P.PSP_CMD_TIMEOUT,
          P.PSP_INIT_FAIL, P.SNP_FW_TOO_OLD, P.BIOS_NO_MEM_ENCRYPT, P.RMP_RANGE, P.RMP_FATAL,
          P.RMP_RUNTIME_FAIL, P.IOMMU_SNP_ON, P.IOMMU_SNP_OFF, P.CCP_SEV_ENABLED,
-         re.compile(r"\bccp \S+: (?:psp enabled|SEV firmware update successful)"))
+         re.compile(r"\bccp \S+: (?:psp enabled|SEV firmware update successful)"),
+         # the kernel's message table, less lines that say nothing about SEV (the CCP crypto queues) and
+         # the one kvm_amd prints inside an SEV guest
+         *(m.pattern for m in P.HOST_MESSAGES
+           if m.scope != "sme" and m.id not in ("ccp_enabled", "ccp_init_failed", "kvm_in_sev_guest")))
 _GUEST = (P.GUEST_STATUS, P.GUEST_DRIVER, P.GUEST_VMPL, P.GUEST_CPUID_TABLE, P.GUEST_PLATFORM_DEV,
           P.GUEST_VMPCK_DISABLED, P.GUEST_GHCB, P.GUEST_SYSTEMD_CVM,
           re.compile(r"\bSEV: .*#VC exception\b"))
-_CPUID = (RAW, *DECODED_BOOL.values(), *DECODED_NUM.values())
+_CPUID = (RAW, REG, *DECODED_BOOL.values(), *DECODED_NUM.values())
 
 
 def _banner_vote(line: str) -> str | None:
@@ -44,8 +48,8 @@ def _banner_vote(line: str) -> str | None:
 
 
 # every line any kind recognizes contains one of these (cheap pre-filter for long logs)
-_WORDS = re.compile(r"SEV|sev|ASID|psp|PSP|AMD-Vi|RMP|Memory Encryption|ccp|#VC|confidential|SME"
-                    r"|lags|eax=|=|PASS|FAIL|SKIP|TCB")
+_WORDS = re.compile(r"SEV|sev|ASID|psp|PSP|AMD-Vi|RMP|Memory Encryption|ccp|#VC|confidential|SME|SVM|KVM"
+                    r"|lags|(?i:e[a-d]x)|=|PASS|FAIL|SKIP|TCB")
 
 
 def _vote(line: str) -> str | None:

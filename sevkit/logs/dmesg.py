@@ -105,6 +105,7 @@ def parse_host_dmesg(text: str) -> HostDmesg:
     sme: bool | None = None
     cpu: str | None = None
     psp_dead = bios_off = sev_init_failed = snp_init_failed = snp_platform_bad = False
+    es_failed = kvm_dead = False
     snp_fw_too_old = False
     pending_param: str | None = None
 
@@ -187,6 +188,17 @@ def parse_host_dmesg(text: str) -> HostDmesg:
             pass
         elif m := P.CPU0.search(line):
             cpu = m["cpu"].strip()
+        elif found := _table_message(line):
+            # the rest of the kernel's table (patterns.HOST_MESSAGES): a failure is an error line and
+            # takes down its scope; a success or info line is evidence
+            msg, m = found
+            if msg.outcome == "fail":
+                errors.append(_message(line, m))
+                psp_dead |= msg.scope == "psp"
+                sev_init_failed |= msg.scope == "sev"
+                es_failed |= msg.scope == "sev-es"
+                snp_platform_bad |= msg.scope == "sev-snp"
+                kvm_dead |= msg.scope == "kvm"
         else:
             used = False
         if used:
@@ -216,14 +228,14 @@ def parse_host_dmesg(text: str) -> HostDmesg:
 
     features = _empty_features()
     features["SME"] = False if bios_off else sme
-    sev_dead = bios_off or psp_dead or sev_init_failed
+    sev_dead = bios_off or psp_dead or sev_init_failed or kvm_dead
     for kind in (Feature.SEV, Feature.SEV_ES):
-        if sev_dead or kvm_state.get(kind) is False:
+        if sev_dead or kvm_state.get(kind) is False or (kind is Feature.SEV_ES and es_failed):
             features[kind] = False
         elif kvm_state.get(kind) and fw_sev:
             features[kind] = True
-    if bios_off or psp_dead or snp_init_failed or snp_fw_too_old or snp_platform_bad \
-            or kvm_state.get("SEV-SNP") is False:
+    if bios_off or psp_dead or snp_init_failed or snp_fw_too_old or snp_platform_bad or es_failed \
+            or kvm_dead or kvm_state.get("SEV-SNP") is False:
         features["SEV-SNP"] = False
     elif kvm_state.get("SEV-SNP") and fw_snp:
         features["SEV-SNP"] = True
@@ -248,6 +260,13 @@ def parse_host_dmesg(text: str) -> HostDmesg:
     return HostDmesg(features=features, firmware=firmware, asid_counts=counts, asid_ranges=ranges,
                      errors=errors, rmp_range=rmp, iommu_snp=iommu, kvm_params=kvm_params,
                      psp_device=psp_device, cpu=cpu, notes=notes, evidence_lines=evidence)
+
+
+def _table_message(line: str) -> tuple[P.KernelMessage, re.Match[str]] | None:
+    for msg in P.HOST_MESSAGES:
+        if m := msg.pattern.search(line):
+            return msg, m
+    return None
 
 
 def _api_tuple(api: str | int | None) -> tuple[int, int] | None:

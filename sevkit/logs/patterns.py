@@ -8,12 +8,13 @@ formats live side by side in one pattern where they share a meaning.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 HEX = r"(?:0x[0-9a-fA-F]+|\d+)"   # %#x prints 0 as "0"; some branches use 0x%x
 
 # One cheap search per line before the real patterns: a full dmesg is tens of thousands of lines
 # and only a few dozen can matter. Every pattern below contains one of these words.
-HOST_WORDS = re.compile(r"SEV|sev|ASIDs|psp|PSP|AMD-Vi|RMP|Memory Encryption|ccp|smpboot: CPU0")
+HOST_WORDS = re.compile(r"SEV|sev|ASIDs|psp|PSP|AMD-Vi|RMP|Memory Encryption|ccp|smpboot: CPU0|SVM|KVM")
 GUEST_WORDS = re.compile(r"SEV|sev|#VC|Wrong/unhandled|confidential|Memory Encryption")
 
 # --- host: KVM (arch/x86/kvm/svm/sev.c, §3.2) -------------------------------------------
@@ -84,3 +85,165 @@ GUEST_VC_FAIL = re.compile(r"\bSEV: .*#VC exception\b.*|\bWrong/unhandled opcode
 GUEST_VMPCK_DISABLED = re.compile(r"\bsev-guest sev-guest: Disabling VMPCK\d+ communication key\b.*")
 GUEST_GHCB = re.compile(r"\bSEV: (?:Hypervisor GHCB protocol version support|Using GHCB protocol version)\b")
 GUEST_SYSTEMD_CVM = re.compile(r"\bDetected confidential virtualization (?P<kind>sev-snp|sev-es|sev)\b")
+
+
+# --- the kernel's own SEV / PSP / kvm_amd messages, as a table (issue 9 item 14) ---------------
+# Every printk the SEV, PSP and kvm_amd code emits about success or failure, kernels 5.10 to 6.18,
+# with the source file and the format string as written there. Read from torvalds/linux (stored
+# versions of each file and the patches that changed the messages). ``scope`` says what a
+# failure takes down:
+#   psp      the PSP cannot be reached or initialized: nothing firmware-backed is usable
+#   sev      SEV firmware (INIT) is unusable: SEV and SEV-ES
+#   sev-es   SEV-ES (and SEV-SNP, which builds on it)
+#   sev-snp  SEV-SNP only (RMP, SNP_INIT, IOMMU)
+#   kvm      kvm_amd itself will not run: no guest of any kind
+#   runtime  an error at run time or shutdown: recorded, decides no feature
+# ``outcome``: "ok" (success), "fail", "info" (neither). Patterns are anchored on the message
+# text with bounded repetitions only, so a hostile line stays linear.
+@dataclass(frozen=True)
+class KernelMessage:
+    id: str
+    source: str
+    fmt: str                 # the printk format as the source writes it (pr_fmt prefix included)
+    outcome: str
+    scope: str
+    pattern: re.Pattern[str]
+
+
+_N = r"-?\d{1,20}"
+_X = r"(?:0x)?[0-9a-fA-F]{1,16}"
+_CCP = r"\bccp [0-9a-fA-F:.]{1,20}: "   # dev_*() prefix of the ccp (SP/PSP) PCI device
+
+
+def _m(id: str, source: str, fmt: str, outcome: str, scope: str, pattern: str | re.Pattern[str]) -> KernelMessage:
+    return KernelMessage(id, source, fmt, outcome, scope,
+                         pattern if isinstance(pattern, re.Pattern) else re.compile(pattern))
+
+
+SP_PCI = "drivers/crypto/ccp/sp-pci.c"
+PSP_DEV = "drivers/crypto/ccp/psp-dev.c"
+SEV_DEV = "drivers/crypto/ccp/sev-dev.c"
+CCP_DEV = "drivers/crypto/ccp/ccp-dev.c"
+KVM_SEV = "arch/x86/kvm/svm/sev.c"
+KVM_SVM = "arch/x86/kvm/svm/svm.c"
+VIRT_SEV = "arch/x86/virt/svm/sev.c"
+MEM_ENCRYPT = "arch/x86/mm/mem_encrypt.c"
+COCO_SEV = "arch/x86/coco/sev (arch/x86/kernel/sev*.c before the move)"
+
+HOST_MESSAGES: tuple[KernelMessage, ...] = (
+    # sp-pci.c: the Secure Processor PCI function (CCP and PSP share it)
+    _m("sp_init_failed", SP_PCI, "initialization failed\n", "fail", "psp", _CCP + r"initialization failed\s*$"),
+    _m("sp_dma_mask", SP_PCI, "dma_set_mask_and_coherent failed (%d)\n", "fail", "psp",
+       _CCP + rf"dma_set_mask_and_coherent failed \({_N}\)"),
+    # psp-dev.c
+    _m("psp_enabled", PSP_DEV, "psp enabled\n", "ok", "psp", r"\bpsp enabled\b"),
+    _m("psp_init_failed", PSP_DEV, "psp initialization failed\n", "fail", "psp", PSP_INIT_FAIL),
+    _m("psp_unreachable", PSP_DEV, "psp: unable to access the device: you might be running a broken BIOS.\n",
+       "fail", "psp", r"\bpsp: unable to access the device: you might be running a broken BIOS\b"),
+    _m("psp_irq", PSP_DEV, "psp: unable to allocate an IRQ\n", "fail", "psp", r"\bpsp: unable to allocate an IRQ\b"),
+    # ccp-dev.c: the crypto queues, not the PSP (an EPYC prints the failure harmlessly on 5.4)
+    _m("ccp_enabled", CCP_DEV, "ccp enabled\n", "ok", "runtime", r"\bccp enabled\b"),
+    _m("ccp_init_failed", CCP_DEV, "ccp initialization failed\n", "info", "runtime", CCP_INIT_FAIL),
+    # sev-dev.c (psp-dev.c before 5.7): probe, status, firmware update, INIT, SNP_INIT
+    _m("sev_enabled", SEV_DEV, "sev enabled\n", "ok", "sev", r"\bsev enabled\b"),
+    # sev_dev_init() failing fails psp_init(): no /dev/sev, no firmware at all
+    _m("sev_dev_init_failed", SEV_DEV, "sev initialization failed\n", "fail", "psp",
+       r"\bsev initialization failed\b"),
+    _m("sev_missing_data", SEV_DEV, "sev: missing driver data\n", "fail", "psp", r"\bsev: missing driver data\b"),
+    _m("bios_off", SEV_DEV, "SEV: memory encryption not enabled by BIOS\n", "fail", "sev", BIOS_NO_MEM_ENCRYPT),
+    _m("status_failed", SEV_DEV, "SEV: failed to get status. Error: %#x\n", "fail", "psp", PSP_STATUS_FAIL),
+    _m("cmd_timeout", SEV_DEV, "sev command %#x timed out, disabling PSP\n", "fail", "psp", PSP_CMD_TIMEOUT),
+    _m("api", SEV_DEV, "SEV%s API:%d.%d build:%d\n", "ok", "sev", CCP_API),
+    _m("fw_updated", SEV_DEV, "SEV firmware updated from %d.%d.%d to %d.%d.%d\n", "ok", "sev",
+       r"\bSEV firmware updated from \d{1,3}\.\d{1,3}\.\d{1,5} to \d{1,3}\.\d{1,3}\.\d{1,5}"),
+    _m("fw_update_ok", SEV_DEV, "SEV firmware update successful\n", "ok", "sev",
+       r"\bSEV firmware update successful\b"),
+    _m("fw_update_failed", SEV_DEV, "Failed to update SEV firmware: %#x\n", "info", "runtime", FW_UPDATE_FAIL),
+    _m("init_failed", SEV_DEV, "SEV: failed to INIT error %#x, rc %d\n", "fail", "sev", INIT_FAIL),
+    _m("init_ex_failed", SEV_DEV, "SEV: %s failed %#x, rc %d\n", "fail", "sev", INIT_FAIL),
+    _m("snp_init_failed", SEV_DEV, "SEV-SNP: failed to INIT rc %d, error %#x\n", "fail", "sev-snp", INIT_FAIL),
+    _m("snp_fw_too_old", SEV_DEV, "SEV-SNP support requires firmware version >= %d:%d\n", "fail", "sev-snp",
+       SNP_FW_TOO_OLD),
+    _m("retry_init", SEV_DEV, "SEV: retrying INIT command because of SECURE_DATA_INVALID error. Retrying once "
+       "to reset PSP SEV state.", "info", "sev", r"\bSEV: retrying INIT command because of SECURE_DATA_INVALID"),
+    _m("tmr_failed", SEV_DEV, "SEV: TMR allocation failed, SEV-ES support unavailable\n", "fail", "sev-es",
+       r"\bSEV: TMR allocation failed, SEV-ES support unavailable\b"),
+    _m("init_ex_nv_alloc", SEV_DEV, "SEV: INIT_EX NV memory allocation failed\n", "fail", "sev",
+       r"\bSEV: INIT_EX NV memory allocation failed\b"),
+    _m("init_ex_nv_state", SEV_DEV, "SEV: INIT_EX NV memory page state change failed.\n", "fail", "sev",
+       r"\bSEV: INIT_EX NV memory page state change failed\b"),
+    _m("init_ex_read", SEV_DEV, "SEV: could not open %s for read, error %d\n", "fail", "sev",
+       rf"\bSEV: could not open \S{{1,255}} for read, error {_N}"),
+    _m("init_ex_write_open", SEV_DEV, "SEV: could not open file for write, error %d\n", "fail", "runtime",
+       rf"\bSEV: could not open file for write, error {_N}"),
+    _m("init_ex_write", SEV_DEV, "SEV: failed to write %u bytes to non volatile memory area, ret %ld\n", "fail",
+       "runtime", rf"\bSEV: failed to write \d{{1,10}} bytes to non volatile memory area, ret {_N}"),
+    _m("init_ex_short_read", SEV_DEV, "SEV: could not read %u bytes to non volatile memory area, ret %ld\n",
+       "info", "sev", rf"\bSEV: could not read \d{{1,10}} bytes to non volatile memory area, ret {_N}"),
+    _m("init_ex_new_file", SEV_DEV, "SEV: %s does not exist and will be created later.\n", "info", "sev",
+       r"\bSEV: \S{1,255} does not exist and will be created later\b"),
+    _m("snp_range_alloc", SEV_DEV, "SEV: SNP_INIT_EX range list memory allocation failed\n", "fail", "sev-snp",
+       r"\bSEV: SNP_INIT_EX range list memory allocation failed\b"),
+    _m("snp_range_walk", SEV_DEV, "SEV: SNP_INIT_EX walk_iomem_res_desc failed rc = %d\n", "fail", "sev-snp",
+       rf"\bSEV: SNP_INIT_EX walk_iomem_res_desc failed rc = {_N}"),
+    _m("legacy_prep", SEV_DEV, "SEV: failed to prepare buffer for legacy command 0x%x. Error: %d\n", "fail",
+       "runtime", rf"\bSEV: failed to prepare buffer for legacy command {_X}\. Error: {_N}"),
+    _m("legacy_reclaim", SEV_DEV, "SEV: failed to reclaim buffer for legacy command %#x. Error: %d\n", "fail",
+       "runtime", rf"\bSEV: failed to reclaim buffer for legacy command {_X}\. Error: {_N}"),
+    _m("cmd_buffers", SEV_DEV, "SEV: too many firmware commands in progress, no command buffers available.\n",
+       "fail", "runtime", r"\bSEV: too many firmware commands in progress\b"),
+    _m("bounce_alloc", SEV_DEV, "Failed to allocate bounce buffer for SEV legacy command.\n", "fail", "runtime",
+       r"\bFailed to allocate bounce buffer for SEV legacy command\b"),
+    _m("bounce_fw_state", SEV_DEV, "Error moving pages to firmware-owned state for SEV legacy command.\n", "fail",
+       "runtime", r"\bError moving pages to firmware-owned state for SEV legacy command\b"),
+    _m("bounce_reclaim", SEV_DEV, "Failed to reclaim firmware-owned pages while issuing SEV legacy command.\n",
+       "fail", "runtime", r"\bFailed to reclaim firmware-owned pages while issuing SEV legacy command\b"),
+    _m("snp_df_flush", SEV_DEV, "SEV-SNP DF_FLUSH failed\n", "fail", "runtime", r"\bSEV-SNP DF_FLUSH failed\b"),
+    _m("snp_shutdown", SEV_DEV, "SEV-SNP firmware shutdown failed\n", "fail", "runtime",
+       r"\bSEV-SNP firmware shutdown failed\b"),
+    _m("snp_iommu_shutdown", SEV_DEV, "SNP IOMMU shutdown failed\n", "fail", "runtime",
+       r"\bSNP IOMMU shutdown failed\b"),
+    # arch/x86/kvm/svm/sev.c: kvm_amd's verdict per feature
+    _m("kvm_range", KVM_SEV, "SEV%s %s (ASIDs %u - %u)\n", "ok", "kvm", KVM_RANGE),
+    _m("kvm_supported", KVM_SEV, "SEV supported: %u ASIDs\n", "ok", "kvm", KVM_SUPPORTED),
+    # arch/x86/kvm/svm/svm.c: kvm_amd will not load at all
+    _m("svm_bios_off", KVM_SVM, "SVM disabled (by BIOS) in MSR_VM_CR on CPU %d\n", "fail", "kvm",
+       r"\bSVM disabled \(by BIOS\) in MSR_VM_CR\b"),
+    _m("svm_unsupported", KVM_SVM, "SVM not supported by CPU %d\n", "fail", "kvm",
+       r"\bSVM not supported(?: by CPU \d{1,5}|, )"),
+    _m("kvm_in_sev_guest", KVM_SVM, "KVM is unsupported when running as an SEV guest\n", "fail", "kvm",
+       r"\bKVM is unsupported when running as an SEV guest\b"),
+    # arch/x86/virt/svm/sev.c (pr_fmt "SEV-SNP: "): the RMP
+    _m("rmp_range", VIRT_SEV, "SEV-SNP: RMP table physical range [0x%016llx - 0x%016llx]\n", "ok", "sev-snp",
+       RMP_RANGE),
+    _m("rmp_not_reserved", VIRT_SEV, "SEV-SNP: Memory for the RMP table has not been reserved by BIOS\n", "fail",
+       "sev-snp", RMP_FATAL),
+    _m("rmp_invalid", VIRT_SEV, "SEV-SNP: RMP configuration not valid: base=%#llx, end=%#llx\n", "fail",
+       "sev-snp", RMP_FATAL),
+    _m("rmp_too_small", VIRT_SEV, "SEV-SNP: Memory reserved for the RMP table does not cover full system RAM "
+       "(expected 0x%llx got 0x%llx)\n", "fail", "sev-snp", RMP_FATAL),
+    _m("rmp_map", VIRT_SEV, "SEV-SNP: Failed to map RMP table 0x%llx-0x%llx\n", "fail", "sev-snp", RMP_FATAL),
+    _m("rmp_segment_bounds", VIRT_SEV, "SEV-SNP: RMP segment size (%u) is not within advertised bounds "
+       "(min=%u, max=%u)\n", "fail", "sev-snp",
+       r"\bSEV-SNP: RMP segment size \(\d{1,5}\) is not within advertised bounds\b"),
+    _m("rmpupdate_failed", VIRT_SEV, "SEV-SNP: RMPUPDATE failed for PFN %llx, pg_level: %d, ret: %d\n", "fail",
+       "runtime", RMP_RUNTIME_FAIL),
+    # arch/x86/mm/mem_encrypt.c: the boot banner (a host lists SME only)
+    _m("mem_encrypt_banner", MEM_ENCRYPT, "Memory Encryption Features active: AMD SME\n", "ok", "sme",
+       MEM_ENCRYPT_NEW),
+    _m("mem_encrypt_banner_old", MEM_ENCRYPT, "AMD Memory Encryption Features active: SME\n", "ok", "sme",
+       MEM_ENCRYPT_OLD),
+)
+
+GUEST_MESSAGES: tuple[KernelMessage, ...] = (
+    _m("guest_status", COCO_SEV, "SEV: Status: SEV SEV-ES SEV-SNP\n", "ok", "guest", GUEST_STATUS),
+    _m("guest_vmpl", COCO_SEV, "SEV: SNP running at VMPL%u.\n", "ok", "guest", GUEST_VMPL),
+    _m("guest_cpuid", COCO_SEV, "SEV: Using SNP CPUID table, %d entries present.\n", "ok", "guest",
+       GUEST_CPUID_TABLE),
+    _m("guest_platform_dev", COCO_SEV, "SEV: SNP guest platform device initialized.\n", "ok", "guest",
+       GUEST_PLATFORM_DEV),
+    _m("guest_banner", MEM_ENCRYPT, "Memory Encryption Features active: AMD SEV SEV-ES SEV-SNP\n", "ok", "guest",
+       MEM_ENCRYPT_NEW),
+)
+
+HOST_FAILURES = tuple(m for m in HOST_MESSAGES if m.outcome == "fail")

@@ -84,7 +84,7 @@ def _unusable_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
     (tmp / "empty.bin").write_bytes(b"")
     (tmp / "odd.hex").write_text("abc")
     (tmp / "text.txt").write_text("this is not a report at all\n")
-    (tmp / "v4.bin").write_bytes((4).to_bytes(4, "little") + report[4:])
+    (tmp / "v1.bin").write_bytes((1).to_bytes(4, "little") + report[4:])
     (tmp / "hcl-short.bin").write_bytes(b"HCLA" + bytes(300))
     (tmp / "hex-trunc.hex").write_text(report[:600].hex())
     return {
@@ -95,7 +95,7 @@ def _unusable_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "directory": ([str(tmp), "--cert", cert], "is a directory"),
         "odd-hex": ([str(tmp / "odd.hex"), "--cert", cert], "truncated report"),
         "prose": ([str(tmp / "text.txt"), "--cert", cert], "neither hex nor base64"),
-        "version-4": ([str(tmp / "v4.bin"), "--cert", cert], "unsupported report version 4"),
+        "version-1": ([str(tmp / "v1.bin"), "--cert", cert], "unsupported report version 1"),
         "short-hcl": ([str(tmp / "hcl-short.bin"), "--cert", cert], "Azure HCL report"),
         "truncated-hex": ([str(tmp / "hex-trunc.hex"), "--cert", cert], "truncated report: 600 bytes"),
         "cert-as-report": ([cert, "--cert", cert], "unsupported report version"),
@@ -116,7 +116,7 @@ def _unusable_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
 
 
 @pytest.mark.parametrize("case", [
-    "truncated", "junk", "empty", "missing", "directory", "odd-hex", "prose", "version-4", "short-hcl",
+    "truncated", "junk", "empty", "missing", "directory", "odd-hex", "prose", "version-1", "short-hcl",
     "truncated-hex", "cert-as-report", "json-as-report", "protobuf-as-report", "report-as-cert",
     "report-as-chain", "vcek-as-chain", "bad-nonce", "long-nonce", "bad-min-tcb", "bad-at"])
 def test_unusable_input_exit_2_one_line(case: str, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -151,3 +151,18 @@ def test_no_cryptography_warning_reaches_the_user() -> None:
                           str(ATT / MILAN.report), "--cert", str(ATT / MILAN.cert)],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "Warning" not in res.stderr, res.stderr
+
+
+def test_future_version_is_parsed_with_a_warning_not_refused(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Issue 9 item 2: a version above the newest known (5) is read with the v5 layout and a warning.
+    SYNTHETIC: the real Genoa v5 report with its version field set to 6 (so its signature breaks:
+    exit 1, a verdict, not exit 2)."""
+    real = (ATT / "oak/genoa_oc_report.extracted.bin").read_bytes()
+    (tmp_path / "v6.bin").write_bytes((6).to_bytes(4, "little") + real[4:])
+    assert main(["attest", "show", "--json", str(tmp_path / "v6.bin")]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["version"] == 6 and shown["layout_version"] == 5 and "newer than" in shown["warnings"][0]
+    vcek = str(ATT / "oak/genoa_oc_vcek.extracted.der")
+    assert main(["attest", "verify", str(tmp_path / "v6.bin"), "--cert", vcek]) == 1
+    out = capsys.readouterr().out
+    assert "warning: report version 6 is newer" in out and "FAIL report_signature" in out

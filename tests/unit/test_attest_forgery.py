@@ -1,75 +1,128 @@
-"""A self-consistent FORGED chain (generated here, never presented as real): an "ARK-Milan" and
-"SEV-Milan" under our own RSA keys, a "SEV-VCEK" with the real report's chip ID and TCB, and the
-real Milan report re-signed with that VCEK's key. Every signature in it is valid, so the only thing
-standing between it and "verified" is the pin to AMD's shipped ARK. This test proves that pin holds.
+"""A complete FORGED chain (generated here with `cryptography`, never presented as real): our own
+ARK -> ASK -> VCEK, and a report with a measurement we chose, signed by that VCEK. Every signature
+in it is valid. Issue 9 item 1: it must not verify (exit 1) with or without --chain, and a genuine
+report must still verify with its real chain (test_attest_realdata.py). Only a root the user names
+with --trust-root makes it verify, and the verdict then says the root is user-named, not AMD's.
+
+Two forgeries: one copies AMD's names (ARK-Milan, SEV-Milan, productName Milan-B0), one uses
+home-made names that no shipped chain has. The report body is the real Milan report's (its chip
+ID and TCB, so every binding check holds) with MEASUREMENT replaced by our chosen value.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import json
+from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
+import pytest
 from helpers.attestdata import read
+from helpers.forgery import CHOSEN, NAMES, forge
 
 from sevkit.attestation import attest, load_report
-
-PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
-AMD = "1.3.6.1.4.1.3704.1"
+from sevkit.cli import main
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "FORGED for a sevkit self-test")])
+@pytest.fixture(scope="module", params=sorted(NAMES))
+def forged(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp(f"forged-{request.param}")
+    out = {}
+    for name, data in forge(request.param).items():
+        out[name] = folder / name
+        out[name].write_bytes(data)
+    return out
 
 
-def _cert(subject: str, issuer: str, pub: object, key: object, extensions: dict[str, bytes] | None = None
-          ) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    b = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
-         .public_key(pub).serial_number(x509.random_serial_number())  # type: ignore[arg-type]
-         .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30)))
-    for oid, value in (extensions or {}).items():
-        b = b.add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), critical=False)
-    return b.sign(key, hashes.SHA384(), rsa_padding=PSS)  # type: ignore[arg-type]
+def _verify(capsys: pytest.CaptureFixture[str], f: dict[str, Path], *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    rc = main(["attest", "verify", "--json", str(f["report"]), "--cert", str(f["vcek"]),
+               "--measurement", CHOSEN.hex(), *extra])
+    return rc, json.loads(capsys.readouterr().out)
 
 
-def _forge() -> tuple[bytes, bytes, bytes]:
-    real = load_report(read("virtee-sev/report_milan.bin"))
-    ark_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ask_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    vcek_key = ec.generate_private_key(ec.SECP384R1())
-    ark = _cert("ARK-Milan", "ARK-Milan", ark_key.public_key(), ark_key)
-    ask = _cert("SEV-Milan", "ARK-Milan", ask_key.public_key(), ark_key)
-    t = real.reported_tcb
-    ext = {f"{AMD}.2": b"\x16\x08Milan-B0", f"{AMD}.3.1": bytes([2, 1, t.bootloader]),
-           f"{AMD}.3.2": bytes([2, 1, t.tee]), f"{AMD}.3.3": bytes([2, 1, t.snp]),
-           f"{AMD}.3.8": bytes([2, 2, 0, t.microcode]), f"{AMD}.4": real.chip_id}
-    vcek = _cert("SEV-VCEK", "SEV-Milan", vcek_key.public_key(), ask_key, ext)
-    r, s = decode_dss_signature(vcek_key.sign(real.raw[:0x2A0], ec.ECDSA(hashes.SHA384())))
-    forged = bytearray(real.raw)
-    forged[0x2A0:0x2E8] = r.to_bytes(72, "little")
-    forged[0x2E8:0x330] = s.to_bytes(72, "little")
-    chain = ask.public_bytes(Encoding.PEM) + ark.public_bytes(Encoding.PEM)
-    return bytes(forged), vcek.public_bytes(Encoding.PEM), chain
+def test_forged_chain_does_not_verify_with_chain(forged: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out = _verify(capsys, forged, "--chain", str(forged["chain"]))
+    assert rc == 1 and out["verified"] is False and out["trust_root"] is None
+    failed = [c["name"] for c in out["checks"] if c["status"] == "fail"]
+    assert failed == ["ark_is_trusted_root"], failed       # everything else in the forgery is valid
+    assert {c["name"]: c["status"] for c in out["checks"]}["measurement"] == "pass"   # the chosen value
+    assert "no trusted root" in out["trusted_by"]
 
 
-def test_forged_chain_fails_only_on_the_amd_root_pin() -> None:
-    report, vcek, chain = _forge()
-    verdict = attest(report, vcek, chain_data=chain)
-    assert not verdict.verified
-    assert [c.name for c in verdict.verification.failed()] == ["ark_is_shipped_amd_root"]
-    assert all(c.passed for c in verdict.checks if c.name in (
-        "ark_self_signed", "ask_signed_by_ark", "vcek_signed_by_ask", "report_signature",
-        "cert_hwid_matches_chip_id"))
+def test_forged_chain_does_not_verify_without_chain(forged: dict[str, Path],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out = _verify(capsys, forged)
+    assert rc == 1 and out["verified"] is False and out["trust_root"] is None
+    failed = {c["name"] for c in out["checks"] if c["status"] == "fail"}
+    # AMD-looking names: the shipped SEV-Milan did not sign it; home-made names: no shipped chain fits
+    assert failed in ({"vcek_signed_by_ask"}, {"chain_to_trusted_root"}), failed
 
 
-def test_forged_vcek_fails_against_the_shipped_roots() -> None:
-    report, vcek, _ = _forge()
-    verdict = attest(report, vcek)
-    assert not verdict.verified
-    assert [c.name for c in verdict.verification.failed()] == ["vcek_signed_by_ask"]
+def test_forged_chain_text_verdict(forged: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["attest", "verify", str(forged["report"]), "--cert", str(forged["vcek"]),
+               "--chain", str(forged["chain"])])
+    text = capsys.readouterr().out
+    assert rc == 1 and "FAIL ark_is_trusted_root" in text and text.rstrip().endswith("verdict: NOT VERIFIED")
+
+
+def test_named_trust_root_verifies_and_says_so(forged: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Positive control of --trust-root: the same forgery verifies once its root is named, and the
+    verdict says the root is the user's, not AMD's."""
+    rc, out = _verify(capsys, forged, "--chain", str(forged["chain"]), "--trust-root", str(forged["ark"]))
+    assert rc == 0 and out["verified"] is True
+    assert out["trust_root"]["kind"] == "user" and str(forged["ark"]) in out["trust_root"]["source"]
+    assert "NOT an AMD root" in out["trusted_by"]
+
+
+def test_trust_root_does_not_help_a_different_root(forged: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Naming one root trusts that key only: a second forgery's root is still refused."""
+    other = forge("amd-names")
+    rc, out = _verify(capsys, forged, "--chain", str(forged["chain"]), "--trust-root",
+                      str(_write(forged["ark"].parent / "other-ark.pem", other["ark"])))
+    assert rc == 1 and out["trust_root"] is None
+
+
+def test_trust_root_must_be_a_root(forged: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["attest", "verify", str(forged["report"]), "--cert", str(forged["vcek"]), "--trust-root",
+               str(forged["vcek"])])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "no self-issued root" in err
+
+
+def test_library_refuses_the_forgery_like_the_cli() -> None:
+    f = forge("home-made")
+    verdict = attest(f["report"], f["vcek"], chain_data=f["chain"])
+    assert not verdict.verified and verdict.verification.anchor is None
+    assert verdict.verification.report.measurement == CHOSEN
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_host_supplied_chain_counts_only_under_the_trust_rule() -> None:
+    """The suite's path: the certificate table the host fills. Real Milan ASK/ARK (virtee-sev) in it:
+    verified, trusted as AMD's root. The forged ASK/ARK in it: not verified. Junk: the shipped chain."""
+    from cryptography.hazmat.primitives.serialization import Encoding as Enc
+    from helpers.attestdata import leaf_of
+
+    from sevkit.attestation import load_certificates, verify_report
+    from sevkit.attestation.certs import host_supplied_chain
+    from sevkit.attestation.certtable import build_cert_table
+
+    report = load_report(read("virtee-sev/report_milan.bin"))
+    leaf = leaf_of("virtee-sev/vcek_milan.der")
+    ask, ark = (c.public_bytes(Enc.DER) for c in load_certificates(read("virtee-sev/cert_chain_milan")))
+    real = host_supplied_chain(build_cert_table({"ASK": ask, "ARK": ark}), leaf)
+    assert real is not None and real.source == "certificate table (host-supplied)"
+    v = verify_report(report, leaf, real)
+    assert v.verified and v.trusted_root is not None and v.trusted_root.kind == "amd"
+
+    f = forge("amd-names")
+    fleaf = load_certificates(f["vcek"])[0]
+    fask, fark = (c.public_bytes(Enc.DER) for c in load_certificates(f["chain"]))
+    forged_chain = host_supplied_chain(build_cert_table({"ASK": fask, "ARK": fark}), fleaf)
+    fv = verify_report(load_report(f["report"]), fleaf, forged_chain)
+    assert not fv.verified and [c.name for c in fv.failed()] == ["ark_is_trusted_root"]
+
+    assert host_supplied_chain(build_cert_table({"ASK": b"junk", "ARK": b"junk"}), leaf) is None
+    assert host_supplied_chain(build_cert_table({"VCEK": ask}), leaf) is None

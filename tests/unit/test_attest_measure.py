@@ -16,48 +16,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.launch import bios as _bios
+from helpers.launch import guest_image as _guest_image
+from helpers.launch import snp_spec as _snp_spec
 
 from sevkit.attestation.measure import LaunchInputs, expected_measurement
 from sevkit.errors import MeasurementError
-from sevkit.qemu.firmware import find_bios, find_pflash
-from sevkit.qemu.spec import Firmware, GuestSpec
-
-
-def _bios() -> Firmware:
-    fw = find_bios()
-    if fw is None or fw.image is None:
-        pytest.fail("no combined OVMF image on this host (scripts/host-deps.sh installs ovmf)")
-    return fw
-
-
-def _guest_image():  # type: ignore[no-untyped-def]
-    """The current recipe's image, else any complete sevkit image in the store (same kind of files)."""
-    from sevkit.errors import InputError
-    from sevkit.image import default_store, find_image, load_image_spec
-    img = find_image()
-    if img is None and default_store().is_dir():
-        for d in sorted(default_store().iterdir()):
-            if d.name.startswith(".") or not (d / "image.json").is_file():
-                continue
-            try:
-                img = load_image_spec(d)
-            except InputError:
-                continue
-            if img.kernel.is_file() and img.initrd.is_file():
-                break
-            img = None
-    if img is None:
-        pytest.skip("no guest image built yet (make image); the launcher's kernel/initrd are needed")
-    return img
-
-
-def _snp_spec(**kw: object) -> GuestSpec:
-    img = _guest_image()
-    args: dict[str, object] = dict(kind="sev-snp", accel="kvm", qemu_version=(9, 1, 0), cpu="EPYC-v4", vcpus=2,
-                                   firmware=_bios(), kernel=img.kernel, initrd=img.initrd, append=img.append,
-                                   disk=img.disk, cbitpos=51, reduced_phys_bits=1, kernel_hashes=True)
-    args.update(kw)
-    return GuestSpec(**args)  # type: ignore[arg-type]
+from sevkit.qemu.firmware import find_pflash
+from sevkit.qemu.spec import GuestSpec
 
 
 def test_snp_measured_direct_boot_on_debian_ovmf_is_a_clear_error() -> None:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.ovmf import craft_ovmf
+from helpers.ovmf import AMDSEV_X64, craft_ovmf
 
 from sevkit.attestation.measure import (
     LaunchInputs,
@@ -24,13 +24,15 @@ from sevkit.attestation.measure import (
     inspect_firmware,
     snp_measured_boot_support,
 )
+from sevkit.host.ovmf import KERNEL_LOADER
 
 DEBIAN_COMBINED = Path("/usr/share/ovmf/OVMF.fd")
+
 @pytest.fixture
 def launch_files(tmp_path: Path) -> dict[str, Path]:
     (tmp_path / "vmlinuz").write_bytes(b"SYNTHETIC kernel " * 1000)
     (tmp_path / "initrd.img").write_bytes(b"SYNTHETIC initrd " * 500)
-    return {"ovmf": craft_ovmf(tmp_path / "OVMF.amdsev.fd"), "kernel": tmp_path / "vmlinuz",
+    return {"ovmf": craft_ovmf(tmp_path / "OVMF.amdsev.fd", files=AMDSEV_X64), "kernel": tmp_path / "vmlinuz",
             "initrd": tmp_path / "initrd.img"}
 
 
@@ -39,6 +41,31 @@ def test_crafted_firmware_reads_as_snp_with_kernel_hashes(launch_files: dict[str
     assert (img.error, img.snp, img.kernel_hashes, img.snp_kernel_hashes) == (None, True, True, True)
     mb = snp_measured_boot_support(launch_files["ovmf"], launch_files["kernel"])
     assert mb.supported and mb.source == "parsed"
+
+
+def test_measured_but_not_enforced_is_told_apart_by_the_volumes(tmp_path: Path) -> None:
+    """Issue 9 item 5: same SNP_KERNEL_HASHES section, different build. AmdSevX64's volumes carry
+    SecretPei, SecretDxe and Grub (edk2 OvmfPkg/AmdSev/AmdSevX64.fdf; no other .fdf has them) and its
+    kernel loader links BlobVerifierLibSevHashes; OvmfPkgX64's loader links BlobVerifierLibNull."""
+    amdsev = snp_measured_boot_support(craft_ovmf(tmp_path / "amdsev.fd", files=AMDSEV_X64), tmp_path)
+    assert amdsev.supported and amdsev.enforced is True and amdsev.enforcement.startswith("enforced")
+    assert {f.split()[0] for f in amdsev.image["amdsev_files"]} == {"SecretPei", "SecretDxe", "Grub"}  # type: ignore[index]
+    x64 = snp_measured_boot_support(craft_ovmf(tmp_path / "x64.fd", files=[KERNEL_LOADER]), tmp_path)
+    assert x64.supported and x64.enforced is False
+    assert x64.enforcement.startswith("measured, not enforced") and "BlobVerifierLibNull" in x64.enforcement
+    unread = snp_measured_boot_support(craft_ovmf(tmp_path / "bare.fd"), tmp_path)
+    assert unread.supported and unread.enforced is None and "not determined" in unread.enforcement
+
+
+def test_debian_ovmf_volumes_are_read_and_it_is_not_an_amdsev_build() -> None:
+    """The FV walker on REAL firmware (Debian 12 OVMF, an OvmfPkgX64 build): it finds the files its
+    OvmfPkgX64.fdf lists, QemuKernelLoaderFsDxe among them, inside the LZMA-compressed DXEFV, and
+    none of the AmdSevX64-only files."""
+    if not DEBIAN_COMBINED.is_file():
+        pytest.fail(f"{DEBIAN_COMBINED} missing: install Debian's ovmf package (scripts/host-deps.sh)")
+    img = inspect_firmware(DEBIAN_COMBINED)
+    assert img.ffs_error is None and img.ffs_files > 100 and img.kernel_loader is True
+    assert img.amdsev_files == () and img.hashes_enforced is False
 
 
 def test_debian_ovmf_cannot_measure_a_kernel_and_says_why() -> None:

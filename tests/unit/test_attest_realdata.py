@@ -26,17 +26,22 @@ def test_report_verifies_with_shipped_roots(pair: Pair) -> None:
     failed = [c.line() for c in verdict.verification.checks if not c.passed]
     assert verdict.verified and not failed, failed
     names = {c.name for c in verdict.checks}
-    assert {"ark_self_signed", "report_signature", "cert_hwid_matches_chip_id"} <= names
-    assert verdict.verification.chain.source.startswith("sevkit/data/amd/")
+    assert {"ark_self_signed", "ark_is_trusted_root", "report_signature", "cert_hwid_matches_chip_id"} <= names
+    chain = verdict.verification.chain
+    assert chain is not None and chain.source.startswith("sevkit/data/amd/")
+    assert verdict.verification.anchor is not None and verdict.verification.anchor.kind == "amd"
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=_id)
 def test_report_verifies_with_its_own_chain_file(pair: Pair) -> None:
     verdict = attest(read(pair.report), read(pair.cert), chain_data=read(pair.chain), at=pair.at)
     assert verdict.verified, [c.line() for c in verdict.failed()]
-    # the chain file's ARK is the very AMD root we ship
-    pinned = next(c for c in verdict.checks if c.name == "ark_is_shipped_amd_root")
-    assert pinned.status == "pass", pinned.line()
+    # the chain file's ARK is the very AMD root we ship (byte-equal key), and the verdict says so
+    pinned = next(c for c in verdict.checks if c.name == "ark_is_trusted_root")
+    assert pinned.status == "pass" and "shipped with sevkit" in pinned.observed, pinned.line()
+    anchor = verdict.verification.anchor
+    assert anchor is not None and anchor.kind == "amd" and anchor.source.startswith("sevkit/data/amd/")
+    assert "AMD root ARK-" in verdict.text() and verdict.to_dict()["trust_root"]["kind"] == "amd"
     inter = "asvk" if pair.key == "VLEK" else "ask"
     assert any(c.name == f"{pair.key.lower()}_signed_by_{inter}" and c.status == "pass" for c in verdict.checks)
 
@@ -135,3 +140,4 @@ def test_own_chain_file_for_the_wrong_generation_is_refused_or_fails() -> None:
     assert not v.verified
     assert {c.name for c in v.failed()} >= {"vcek_signed_by_ask", "product_matches_chain"}
     assert common_name(chain.ark.subject) == "ARK-Genoa"
+    assert next(c for c in v.checks if c.name == "ark_is_trusted_root").status == "pass"   # a real AMD root

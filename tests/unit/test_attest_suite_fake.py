@@ -18,26 +18,44 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from helpers.attestdata import ATT, require_realdata
-from helpers.ovmf import craft_ovmf
+from helpers.forgery import forge
+from helpers.ovmf import AMDSEV_X64, craft_ovmf
 
+from sevkit.attestation import load_report
+from sevkit.attestation.certtable import build_cert_table
+from sevkit.attestation.kds import cache_name
 from sevkit.attestation.measure import LaunchInputs, expected_measurement
 
 REPO = Path(__file__).resolve().parents[2]
 DEBIAN_OVMF = "/usr/share/ovmf/OVMF.fd"   # real Debian 12 combined OVMF: SNP metadata, no SNP kernel hashes
 
 
+# The host's CPUID Fn0000_0001 EAX for the fake host: family 19h model 01h stepping 1, the CPUID
+# fields of the real AWS Milan v3 report (constellation/aws_report.txt), encoded as CPUID does.
+MILAN_EAX1 = "0x00a00f11"
+
+
 def _setup(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-           fw: str = DEBIAN_OVMF, kernel_hashes: bool = False) -> None:
-    """The fake SNP guest, launched from ``fw`` with a SYNTHETIC kernel/initrd (only their hashes matter)."""
+           fw: str = DEBIAN_OVMF, kernel_hashes: bool = False, outblob: Path | None = None,
+           auxblob: bytes | None = None, eax1: str = MILAN_EAX1) -> None:
+    """The fake SNP guest, launched from ``fw`` with a SYNTHETIC kernel/initrd (only their hashes matter).
+    ``outblob``/``auxblob``: what the guest's configfs-tsm returns (default the real Milan report and a
+    certificate table with its real VCEK)."""
     require_realdata()
     tsm, boot = tmp_path / "tsm", tmp_path / "boot"
     tsm.mkdir()
     boot.mkdir()
     (boot / "vmlinuz").write_bytes(b"SYNTHETIC kernel " * 100)
     (boot / "initrd.img").write_bytes(b"SYNTHETIC initrd " * 100)
-    pytester.makeconftest(CONFTEST.format(att=str(ATT.resolve()), root=str(tsm), boot=str(boot), fw=fw,
-                                          kh=kernel_hashes))
+    if auxblob is None:
+        auxblob = build_cert_table({"VCEK": (ATT / "virtee-sev/vcek_milan.der").read_bytes()})
+    (tmp_path / "auxblob").write_bytes(auxblob)
+    pytester.makeconftest(CONFTEST.format(
+        att=str(ATT.resolve()), root=str(tsm), boot=str(boot), fw=fw, kh=kernel_hashes, eax1=eax1,
+        outblob=str(outblob or ATT / "virtee-sev/report_milan.bin"), auxblob=str(tmp_path / "auxblob")))
     shutil.copy(REPO / "suites" / "attestation" / "test_snp_attestation.py", pytester.path)
     monkeypatch.setenv("PYTHONPATH", str(REPO))
 
@@ -66,6 +84,8 @@ ROOT = Path({root!r})
 BOOT = Path({boot!r})
 FW = {fw!r}
 KH = {kh!r}
+OUTBLOB = Path({outblob!r})
+AUXBLOB = Path({auxblob!r})
 
 class FakeShell:
     def run(self, cmd, timeout=None):
@@ -76,8 +96,8 @@ class FakeShell:
             d.mkdir(parents=True, exist_ok=True)
             (d / "provider").write_text("sev_guest\\n")
             (d / "generation").write_text("1\\n")
-            (d / "outblob").write_bytes((ATT / "virtee-sev/report_milan.bin").read_bytes())
-            (d / "auxblob").write_bytes(build_cert_table({{"VCEK": (ATT / "virtee-sev/vcek_milan.der").read_bytes()}}))
+            (d / "outblob").write_bytes(OUTBLOB.read_bytes())
+            (d / "auxblob").write_bytes(AUXBLOB.read_bytes())
         cmd = cmd.replace("python3 ", sys.executable + " ", 1)
         t = time.monotonic()
         p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=timeout)
@@ -97,9 +117,16 @@ class FakePool:
         assert kind == "sev-snp"
         return FakeGuest()
 
+class FakeHostReport:
+    identity = {{"cpuid_1_eax": {eax1!r}, "generation": "Milan"}}
+
 @pytest.fixture(scope="session")
 def guest_pool():
     return FakePool()
+
+@pytest.fixture(scope="session")
+def host_report():
+    return FakeHostReport()
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "requires(*f): host features")
@@ -146,9 +173,9 @@ def test_suite_against_a_canned_real_report(pytester: pytest.Pytester, tmp_path:
 def test_measured_direct_boot_guest_passes_the_coverage_check(pytester: pytest.Pytester, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Launched with kernel-hashes=on from a SYNTHETIC OVMF-like file that has the SNP kernel-hashes
-    section: the coverage test passes and the expected digest covers kernel, initrd and command line
-    (the canned report still cannot match it)."""
-    fw = craft_ovmf(tmp_path / "OVMF.amdsev.fd")
+    section and AmdSevX64's volumes: the coverage test passes and the expected digest covers kernel,
+    initrd and command line (the canned report still cannot match it)."""
+    fw = craft_ovmf(tmp_path / "OVMF.amdsev.fd", files=AMDSEV_X64)
     _setup(pytester, tmp_path, monkeypatch, fw=str(fw), kernel_hashes=True)
     reports = tmp_path / "reports"
     res = pytester.runpytest_subprocess(
@@ -175,3 +202,66 @@ def test_minimum_tcb_violation_fails(pytester: pytest.Pytester, tmp_path: Path,
         "--sev-min-tcb", "snp=9", "-k", "minimum")
     res.assert_outcomes(failed=1, deselected=7)
     assert "snpSPL 8 < 9" in res.stdout.str()
+
+
+def test_suite_refuses_a_host_supplied_forged_chain(pytester: pytest.Pytester, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9 item 1, suite path: the host puts a complete FORGED ARK/ASK/VCEK (test_attest_forgery,
+    AMD-looking names) in the certificate table and the guest returns the report that VCEK signed.
+    test_report_verifies must fail on the trust rule, as ``sevkit attest verify`` does."""
+    f = forge("amd-names")
+    (tmp_path / "forged.bin").write_bytes(f["report"])
+    ask_pem, ark_pem = f["chain"].split(b"-----END CERTIFICATE-----\n", 1)
+    der = {name: x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER) for name, pem in
+           (("VCEK", f["vcek"]), ("ASK", ask_pem + b"-----END CERTIFICATE-----\n"), ("ARK", ark_pem))}
+    _setup(pytester, tmp_path, monkeypatch, outblob=tmp_path / "forged.bin", auxblob=build_cert_table(der))
+    reports = tmp_path / "reports"
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sev-kds-url", "off",
+                                        f"--sev-report-dir={reports}", "-o", "sev_expect=none", "-k", "verifies")
+    junit = next(reports.glob("*/junit.xml"))
+    assert _outcomes(junit) == {"test_report_verifies": "failed"}, res.stdout.str()[-3000:]
+    verdict = json.loads(next(junit.parent.glob("*test_report_verifies*/verdict.json")).read_text())
+    assert verdict["verified"] is False and verdict["trust_root"] is None
+    assert verdict["chain_source"] == "certificate table (host-supplied)"
+    assert [c["name"] for c in verdict["checks"] if c["status"] == "fail"] == ["ark_is_trusted_root"]
+
+
+def test_v2_report_takes_the_product_from_the_host_probe(pytester: pytest.Pytester, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9 item 3: the real Milan v2 report (no CPUID fields) with no certificate table: the VCEK
+    must come from the cache, which needs the product. The fake host probe's CPUID says Milan; before,
+    obtain_vcek had no product for a v2 report and every dependent test ERRORed."""
+    cache = tmp_path / "vcek-cache"
+    cache.mkdir()
+    report = load_report((ATT / "virtee-sev/report_milan.bin").read_bytes())
+    assert report.version == 2 and report.product is None
+    (cache / cache_name("Milan", report)).write_bytes((ATT / "virtee-sev/vcek_milan.der").read_bytes())
+    _setup(pytester, tmp_path, monkeypatch, auxblob=b"")
+    reports = tmp_path / "reports"
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sev-kds-url", "off", f"--sev-vcek-cache={cache}",
+                                        f"--sev-report-dir={reports}", "-o", "sev_expect=none", "-k", "verifies")
+    junit = next(reports.glob("*/junit.xml"))
+    assert _outcomes(junit) == {"test_report_verifies": "passed"}, res.stdout.str()[-3000:]
+    shared = junit.parent / "attestation-snp-report"
+    assert (shared / "vcek.source.txt").read_text().startswith("cache:")
+    assert json.loads((shared / "report.json").read_text())["product"] == "Milan"
+
+
+def test_measured_but_not_enforced_is_a_clear_failure(pytester: pytest.Pytester, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9 item 5: a SYNTHETIC OVMF with the SNP kernel-hashes section whose volumes are an
+    OvmfPkgX64 build's (QemuKernelLoaderFsDxe, no AmdSevX64-only files): the coverage test must not
+    pass; it fails saying "measured, not enforced" with the evidence."""
+    from sevkit.host.ovmf import KERNEL_LOADER
+    fw = craft_ovmf(tmp_path / "OVMF.x64.fd", files=[KERNEL_LOADER])
+    _setup(pytester, tmp_path, monkeypatch, fw=str(fw), kernel_hashes=True)
+    reports = tmp_path / "reports"
+    res = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--sev-kds-url", "off", f"--sev-report-dir={reports}", "-o", "sev_expect=none",
+        "-k", "covers")
+    junit = next(reports.glob("*/junit.xml"))
+    assert _outcomes(junit) == {"test_launch_measurement_covers_kernel_initrd_cmdline": "failed"}, \
+        res.stdout.str()[-3000:]
+    assert "measured, not enforced" in res.stdout.str() and "BlobVerifierLibNull" in res.stdout.str()
+    mb = json.loads(next(junit.parent.glob("*test_launch_measurement_covers*/measured-boot.json")).read_text())
+    assert mb["firmware_finding"]["hashes_enforced"] is False and mb["firmware_finding"]["kernel_hashes"] is True
