@@ -54,12 +54,12 @@ def test_snp_status_unpacks_like_the_kernel_struct() -> None:
 
 def test_ioctl_numbers() -> None:
     # _IOWR('S', 0, 16): dir 3 << 30 | size 16 << 16 | type 'S' << 8 | nr 0 (asm-generic/ioctl.h).
-    assert sc.SEV_ISSUE_CMD == (3 << 30 | 16 << 16 | ord("S") << 8 | 0)
+    assert (3 << 30 | 16 << 16 | ord("S") << 8 | 0) == sc.SEV_ISSUE_CMD
     assert (sc.SNP_PLATFORM_STATUS, sc.SNP_COMMIT, sc.SNP_SET_CONFIG) == (9, 10, 11)
 
 
 def test_no_dev_sev_is_a_typed_refusal(tmp_path: Path) -> None:
-    with pytest.raises(PlatformConfigError, match="cannot open .* read-write") as exc:
+    with pytest.raises(PlatformConfigError, match=r"cannot open .* read-write") as exc:
         sc.read_state(sc.DevSev(str(tmp_path / "sev")))
     assert exc.value.evidence["errno"] == 2
     if not Path("/dev/sev").exists():        # this machine: the real device path refuses the same way
