@@ -122,3 +122,8 @@ class KdsError(AttestationError):
 
 class MeasurementError(AttestationError):
     """sev-snp-measure could not compute the expected measurement for these launch inputs."""
+
+
+class PlatformConfigError(SevkitError):
+    """SNP_PLATFORM_STATUS / SNP_SET_CONFIG on /dev/sev failed or was refused (``evidence``: command,
+    errno, firmware error, the state before and after), or the prior configuration could not be restored."""
