@@ -90,7 +90,7 @@ class Row:
 
 def rows_file() -> Path:
     """Where cells append their rows (one JSON object a line): shared by xdist workers and read at the end."""
-    return Path(os.environ.get("SEVKIT_FAULT_ROWS", "/tmp/sevkit-fault-rows-%d.jsonl" % os.getpid()))
+    return Path(os.environ.get("SEVKIT_FAULT_ROWS", f"/tmp/sevkit-fault-rows-{os.getpid()}.jsonl"))
 
 
 def record(row: Row) -> None:

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -38,7 +39,7 @@ from sevkit.qemu.spec import Firmware, GuestSpec, panic_exits
 from sevkit.timeouts import DEFAULT
 
 from .matrix import Row, record
-from .probes import files_in, qemu_pids_under
+from .probes import files_in, qemu_pids_under, session_members
 
 pytestmark = pytest.mark.qemu
 NOT_A_SUITE = "n/a (library cell)"
@@ -355,7 +356,7 @@ def bare(kit: Kit) -> Iterator[Bare]:
     d = Path(tempfile.mkdtemp(prefix="bare-", dir=kit.root))
     argv = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-m", str(RAM_MIB), "-nodefaults",
             "-display", "none", "-no-user-config", "-S", "-qmp", f"unix:{d}/qmp.sock,server=on,wait=off",
-            "-name", str(d)]
+            "-qmp", f"unix:{d}/qmp2.sock,server=on,wait=off", "-name", str(d)]
     proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     qmp = Qmp(d / "qmp.sock", d / "qmp.log", name="bare")
     try:
@@ -425,3 +426,60 @@ def test_scan_qemu_killed(bare: Bare, kit: Kit) -> None:
                note="xfail: no error" if error is None else ""))
     assert not left
     assert isinstance(error, DumpError), outcome
+
+
+# A process that reads guest memory the way the suite does (SIGTERM handled as Ctrl-C, as in
+# fixtures/evidence.py), so the signal lands in the library's dump or scan loop, not in the self-test.
+_READER = """
+import sys
+from pathlib import Path
+from sevkit.deadline import Deadline
+from sevkit.memory import dump as D
+from sevkit.qemu.qmp import Qmp
+from sevkit.signals import install_sigterm_as_interrupt
+install_sigterm_as_interrupt()
+sock, pid, folder, method, ram = sys.argv[1:]
+qmp = Qmp(Path(sock), name="reader")
+qmp.connect(Deadline(20))
+print("reading", flush=True)
+try:
+    D.acquire_and_scan(method, qmp=qmp, pid=int(pid), ram_bytes=int(ram), needles=[bytes(32)], folder=Path(folder))
+    print("finished before the signal", flush=True)
+finally:
+    qmp.close()
+"""
+
+
+@pytest.mark.parametrize(("phase", "method"), [("memory dump", "elf"), ("scan", "procmem")])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_memory_read_interrupted(bare: Bare, phase: str, method: str, sig: signal.Signals) -> None:
+    """SIGTERM or Ctrl-C half a second into an ELF dump or a /proc/<pid>/mem scan: the reader ends with
+    KeyboardInterrupt naming the signal, the partial dump file is deleted, no reader process is left."""
+    folder = bare.folder / "dumps"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", _READER, str(bare.folder / "qmp2.sock"), str(bare.proc.pid),
+                             str(folder), method, str(RAM_MIB << 20)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"reading"
+        start = time.monotonic()
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        out = proc.communicate(timeout=60)[0].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    took = time.monotonic() - start
+    last = [ln for ln in out.splitlines() if ln.strip()][-1:] or [""]
+    left = session_members(proc.pid)
+    dumps = files_in(folder)
+    record(Row(phase, sig.name, f"exit {proc.returncode}: {last[0]}", "n/a (nothing measured yet)", NOT_A_SUITE,
+               len(left), len(dumps), round(took, 1), test=f"faults/test_guest_faults.py::test_memory_read_interrupted"
+               f"[{sig.name}-{phase}]"))
+    assert "finished before the signal" not in out, "the read ended before the signal: no fault injected"
+    assert "KeyboardInterrupt" in last[0], out[-1500:]       # Ctrl-C, or SIGTERM turned into it ("signal 15")
+    assert sig is signal.SIGINT or f"signal {int(sig)}" in last[0], out[-1500:]
+    assert proc.returncode != 0 and not dumps and not left, (proc.returncode, dumps, left)
+    assert bare.qmp.execute("query-status")["status"] == "prelaunch"    # QEMU itself is unharmed
