@@ -203,9 +203,15 @@ def test_boot_ssh_never_answering(kit: Kit, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def shared(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuestVM]:
-    vm = kit.vm("flt-shared", tmp_path_factory.mktemp("flt-shared-ev"))
+    ev = tmp_path_factory.mktemp("flt-shared-ev")
+    vm = kit.vm("flt-shared", ev)
     try:
-        vm.boot()
+        try:
+            vm.boot()
+        except GuestPanic:   # QEMU 7.2's TCG early-boot double fault: retried once, as the guest pool does
+            (ev / "console.log").rename(ev / "console.attempt1.log")
+            vm = kit.vm("flt-shared", ev)
+            vm.boot()
         yield vm
     finally:
         vm.shutdown(grace=0)
@@ -399,8 +405,6 @@ def test_memory_dump_qemu_killed(bare: Bare, kit: Kit) -> None:
     assert not dumps and not left, (dumps, left)
 
 
-@pytest.mark.xfail(strict=True, reason="defect: scan_procmem turns a QEMU that dies mid-read into partial "
-                                       "coverage without an error (sevkit/memory/dump.py)")
 def test_scan_qemu_killed(bare: Bare, kit: Kit) -> None:
     """QEMU SIGKILLed while /proc/<pid>/mem is streamed into the scanner (no dump file): the contract is
     an error naming the exit; what happens is recorded either way."""
@@ -423,7 +427,7 @@ def test_scan_qemu_killed(bare: Bare, kit: Kit) -> None:
     record(Row("scan", "QEMU killed", outcome, "coverage names the unread ranges", NOT_A_SUITE, len(left),
                len(files_in(bare.folder / "dumps")), round(time.monotonic() - start, 1),
                test="faults/test_guest_faults.py::test_scan_qemu_killed",
-               note="xfail: no error" if error is None else ""))
+               note="partial coverage returned without an error" if error is None else ""))
     assert not left
     assert isinstance(error, DumpError), outcome
 
