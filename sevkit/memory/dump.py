@@ -382,7 +382,7 @@ def scan_procmem(pid: int, qmp: QmpLike, ranges: Sequence[RamRange], needles: Se
                 cov.ranges_read.append(RamRange(r.gpa, done))
     finally:
         os.close(fd)
-    if cov.unreadable and not _alive(pid):
+    if cov.unreadable and _exits_soon(pid):
         # QEMU exited under the read: what was read is no longer a picture of the guest's memory
         raise DumpError(f"QEMU (pid {pid}) exited during the /proc/{pid}/mem scan after "
                         f"{cov.bytes_read >> 20} of {cov.ram_bytes >> 20} MiB",
@@ -400,6 +400,17 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def _exits_soon(pid: int, grace: float = 2.0) -> bool:
+    """True if ``pid`` is gone within ``grace`` s (a killed QEMU drops its memory before it is a zombie,
+    so a short read can be seen a moment before the exit)."""
+    end = time.monotonic() + grace
+    while _alive(pid):
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _ranges_from_segments(result: ScanResult, ram: Sequence[RamRange]) -> tuple[list[RamRange], list[RamRange]]:

@@ -63,6 +63,22 @@ for _phase in PHASES:
         NOT_APPLICABLE[(_phase, "key server stalling")] = _NO_KDS
 assert set(NOT_APPLICABLE) <= {(p, f) for p in PHASES for f in FAULTS}
 
+# Real cells this matrix does not inject yet, and why (they stay visible in the table).
+NOT_MEASURED: dict[tuple[str, str], str] = {
+    ("boot to login", "disk full"): "the guest writes into its qcow2 overlay; filling the host folder mid-boot "
+                                    "needs the overlay on a tmpfs sized to the byte",
+    ("serial command", "SIGTERM"): "needs a second full boot in a suite subprocess; same KeyboardInterrupt "
+                                   "teardown path as the boot cells",
+    ("serial command", "SIGINT"): "as SIGTERM",
+    ("SSH command", "SIGTERM"): "as serial command",
+    ("SSH command", "SIGINT"): "as serial command",
+    ("attestation fetch", "SIGTERM"): "needs an SNP guest for the suite's attestation tests",
+    ("attestation fetch", "SIGINT"): "needs an SNP guest for the suite's attestation tests",
+    ("report writing", "SIGTERM"): "the window is milliseconds; the interrupted runs above write their report "
+                                   "after the signal",
+    ("report writing", "SIGINT"): "as SIGTERM",
+}
+
 # Cells another self-test in `make test` already measures (it asserts the outcome itself).
 REFERENCED: dict[tuple[str, str], tuple[str, str]] = {
     ("boot to login", "guest panic"): ("integration/test_guest_boot.py::test_kernel_panic_detected_within_seconds",
@@ -133,7 +149,8 @@ def table(measured: dict[tuple[str, str], Row], referenced_outcomes: dict[str, s
                 lines.append(f"{phase:<17} {fault:<20} n/a: {NOT_APPLICABLE[key]}")
             else:
                 counts["not measured"] += 1
-                lines.append(f"{phase:<17} {fault:<20} NOT MEASURED in this session")
+                why = NOT_MEASURED.get(key, "its self-test did not run in this session")
+                lines.append(f"{phase:<17} {fault:<20} NOT MEASURED: {why}")
     total_p = sum(r.processes_left for r in measured.values())
     total_d = sum(r.dumps_left for r in measured.values())
     lines.append(f"cells: {len(PHASES) * len(FAULTS)}; measured {counts['measured']}, referenced "

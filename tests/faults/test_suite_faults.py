@@ -78,8 +78,10 @@ def _dumps(private: Path) -> int:
 
 @pytest.mark.qemu
 @pytest.mark.parametrize(("sig", "phase", "after"), [(signal.SIGTERM, "launch", 0.0),
+                                                     (signal.SIGINT, "launch", 0.0),
+                                                     (signal.SIGTERM, "boot to login", 5.0),
                                                      (signal.SIGINT, "boot to login", 5.0)],
-                         ids=["SIGTERM-at-launch", "SIGINT-at-boot"])
+                         ids=["SIGTERM-at-launch", "SIGINT-at-launch", "SIGTERM-at-boot", "SIGINT-at-boot"])
 def test_suite_interrupted(sig: signal.Signals, phase: str, after: float, tmp_path: Path, private: Path) -> None:
     """The guest suite cancelled (SIGTERM, a CI job) or Ctrl-C'd (SIGINT) while its guest's QEMU starts or
     boots: exit 2 naming the interruption, a complete report folder with the guest's evidence so far,
