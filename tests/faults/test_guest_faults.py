@@ -204,13 +204,15 @@ def test_boot_ssh_never_answering(kit: Kit, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def shared(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuestVM]:
     ev = tmp_path_factory.mktemp("flt-shared-ev")
-    vm = kit.vm("flt-shared", ev)
+    # generous: the default deadlines assume a quiet 2-core machine, and CI runners are shared
+    slow = {"boot": 420.0, "ssh_ready": 480.0}
+    vm = kit.vm("flt-shared", ev, **slow)
     try:
         try:
             vm.boot()
         except GuestPanic:   # QEMU 7.2's TCG early-boot double fault: retried once, as the guest pool does
             (ev / "console.log").rename(ev / "console.attempt1.log")
-            vm = kit.vm("flt-shared", ev)
+            vm = kit.vm("flt-shared", ev, **slow)
             vm.boot()
         yield vm
     finally:

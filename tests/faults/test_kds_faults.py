@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +24,7 @@ from sevkit.attestation.kds import KdsClient, obtain_vcek
 from sevkit.errors import KdsError, SevkitError
 
 from .matrix import Row, record
+from .probes import session_members
 
 ATT = Path(__file__).resolve().parents[1] / "data" / "realdata" / "attestation" / "virtee-sev"
 LIB = "n/a (library cell)"
@@ -140,3 +145,55 @@ def test_attestation_fetch_cache_disk_full(kds_server: tuple[str, http.server.Th
                note=f"cache folder holds {partial} (a memory dump is never involved here)"))
     assert error is None, outcome
     assert not partial, partial
+
+
+# A process that fetches the VCEK as the suite does (SIGTERM handled as Ctrl-C), so the signal lands in the
+# KDS client's wait, not in the self-test.
+_FETCHER = """
+import dataclasses, sys
+from pathlib import Path
+from sevkit.attestation import load_report
+from sevkit.attestation.kds import KdsClient, obtain_vcek
+from sevkit.signals import install_sigterm_as_interrupt
+install_sigterm_as_interrupt()
+url, report, cache = sys.argv[1:]
+extra = {"allow_http": True} if "allow_http" in {f.name for f in dataclasses.fields(KdsClient)} else {}
+client = KdsClient(base_url=url, total_timeout=60.0, attempt_timeout=30.0, **extra)
+print("fetching", flush=True)
+obtain_vcek(load_report(Path(report).read_bytes()), product="Milan", cache_dir=Path(cache), kds=client)
+print("finished before the signal", flush=True)
+"""
+
+
+@pytest.mark.parametrize("kds_server", ["stall"], indirect=True)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_attestation_fetch_interrupted(kds_server: tuple[str, http.server.ThreadingHTTPServer],
+                                       sig: signal.Signals, tmp_path: Path) -> None:
+    """SIGTERM or Ctrl-C while the fetch waits on a stalled key server: KeyboardInterrupt naming the signal
+    within a second, nothing cached, no process and no connection left."""
+    url, srv = kds_server
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", _FETCHER, url, str(ATT / "report_milan.bin"), str(cache)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"fetching"
+        time.sleep(1.0)
+        start = time.monotonic()
+        proc.send_signal(sig)
+        out = proc.communicate(timeout=30)[0].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    took = time.monotonic() - start
+    last = [ln for ln in out.splitlines() if ln.strip()][-1:] or [""]
+    time.sleep(0.2)
+    left = len(session_members(proc.pid)) + _helpers_left(srv)
+    cached = list(cache.glob("*")) if cache.exists() else []
+    record(Row("attestation fetch", sig.name, f"exit {proc.returncode}: {last[0]}", "n/a (nothing fetched yet)",
+               LIB, left, 0, round(took, 1), test=f"faults/test_kds_faults.py::test_attestation_fetch_interrupted"
+               f"[{sig.name}]", note=f"cache folder holds {[p.name for p in cached]}"))
+    assert "KeyboardInterrupt" in last[0], out[-1500:]
+    assert sig is signal.SIGINT or f"signal {int(sig)}" in last[0], out[-1500:]
+    assert took < 5 and not cached and not left, (took, cached, left)
