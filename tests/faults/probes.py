@@ -49,10 +49,10 @@ def files_in(folder: Path) -> list[Path]:
 
 
 def report_state(run: Path) -> tuple[bool, str]:
-    """Is a suite run folder complete and readable? junit.xml parses, exit_code is a number, session.log
-    exists; result.json (once the suite writes one) parses too. Returns (ok, one-line summary)."""
+    """Is a suite run folder complete and readable? junit.xml parses, exit_code is a number, session.log and
+    report.html exist, result.json parses and carries the same exit code. Returns (ok, one-line summary)."""
     missing, bad = [], []
-    for name in ("junit.xml", "exit_code", "session.log"):
+    for name in ("junit.xml", "exit_code", "session.log", "result.json", "report.html"):
         if not (run / name).is_file():
             missing.append(name)
     if (run / "junit.xml").is_file():
@@ -63,16 +63,15 @@ def report_state(run: Path) -> tuple[bool, str]:
     code = (run / "exit_code").read_text().strip() if (run / "exit_code").is_file() else ""
     if code and not code.isdigit():
         bad.append(f"exit_code {code!r}")
-    extra = []
-    for name in ("result.json",):
-        if (run / name).is_file():
-            try:
-                json.loads((run / name).read_text())
-                extra.append(name)
-            except ValueError as exc:
-                bad.append(f"{name}: {exc}")
+    if (run / "result.json").is_file():
+        try:
+            recorded = json.loads((run / "result.json").read_text()).get("run", {}).get("exit_code")
+            if code and recorded != int(code):
+                bad.append(f"result.json exit_code {recorded} != {code}")
+        except (ValueError, AttributeError) as exc:
+            bad.append(f"result.json: {exc}")
     ok = not missing and not bad
-    text = f"exit_code {code or '?'}" + (f", +{','.join(extra)}" if extra else "")
+    text = f"exit_code {code or '?'}, junit+result.json+report.html"
     if missing:
         text += f"; MISSING {','.join(missing)}"
     if bad:

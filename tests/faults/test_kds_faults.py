@@ -114,8 +114,6 @@ def test_attestation_fetch_key_server(kds_server: tuple[str, http.server.Threadi
 
 
 @pytest.mark.parametrize("kds_server", ["serve"], indirect=True)
-@pytest.mark.xfail(strict=False, reason="defect on main: a cache write failure escapes obtain_vcek as an "
-                                        "untyped OSError (issue 10 item 10, i10-hostile)")
 def test_attestation_fetch_cache_disk_full(kds_server: tuple[str, http.server.ThreadingHTTPServer],
                                            small_tmpfs: Path) -> None:
     """The VCEK arrives but the cache folder is on a full tmpfs: a typed error naming the space (or the
