@@ -154,6 +154,12 @@ class SshSession:
                     self._client = None
                     raise GuestError(f"{self.name}: guest offered a host key that is not pinned: {exc}") from exc
                 last = exc
+            except GuestError as exc:   # the probe's channel failed (run() types it): not up yet, retry
+                if not isinstance(exc.__cause__, (paramiko.SSHException, EOFError)):
+                    client.close()
+                    self._client = None
+                    raise
+                last = exc
             except _RETRYABLE as exc:
                 last = exc
             except OSError as exc:
@@ -185,7 +191,13 @@ class SshSession:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             raise GuestError(f"{self.name}: SSH transport is closed")
-        chan = transport.open_session(timeout=limit)
+        try:
+            chan = transport.open_session(timeout=limit)
+        except paramiko.SSHException as exc:   # typed: a guest that stopped answering is a timeout
+            self._note(f"$ {cmd} -> no channel: {exc}")
+            kind = GuestTimeout if "Timeout" in str(exc) else GuestError
+            raise kind(f"{self.name}: could not open an SSH channel for {cmd!r} within {limit:.0f}s: {exc}",
+                       evidence={"cmd": cmd}) from exc
         try:
             chan.settimeout(limit)
             chan.exec_command(cmd)
@@ -217,6 +229,9 @@ class SshSession:
             rc = chan.recv_exit_status()
         except TimeoutError as exc:
             raise GuestTimeout(f"{self.name}: command {cmd!r}: channel timed out", evidence={"cmd": cmd}) from exc
+        except (paramiko.SSHException, EOFError) as exc:
+            raise GuestError(f"{self.name}: SSH channel failed while running {cmd!r}: {exc}",
+                             evidence={"cmd": cmd}) from exc
         finally:
             chan.close()
         result = CommandResult(cmd=cmd, stdout=out.decode(errors="replace"), stderr=err.decode(errors="replace"),

@@ -226,7 +226,7 @@ def dump_elf(qmp: QmpLike, folder: Path, ram_bytes: int, *, per_gib: float = 60.
         try:
             ev = qmp.event_wait("DUMP_COMPLETED", timeout)
         except SevkitError as exc:
-            raise DumpError(f"dump-guest-memory: no DUMP_COMPLETED within {timeout:.0f}s: {exc}",
+            raise DumpError(f"dump-guest-memory did not complete (deadline {timeout:.0f}s): {exc}",
                             evidence={"path": str(path), "timeout_s": timeout}) from exc
         data = ev.get("data", {}) or {}
         if data.get("error"):
@@ -382,11 +382,35 @@ def scan_procmem(pid: int, qmp: QmpLike, ranges: Sequence[RamRange], needles: Se
                 cov.ranges_read.append(RamRange(r.gpa, done))
     finally:
         os.close(fd)
+    if cov.unreadable and _exits_soon(pid):
+        # QEMU exited under the read: what was read is no longer a picture of the guest's memory
+        raise DumpError(f"QEMU (pid {pid}) exited during the /proc/{pid}/mem scan after "
+                        f"{cov.bytes_read >> 20} of {cov.ram_bytes >> 20} MiB",
+                        evidence={"pid": pid, "coverage": cov.to_json()})
     res = scanner.result()
     res.bytes_scanned = cov.bytes_read
     elapsed = time.perf_counter() - t0
     res.seconds = elapsed
     return MemoryScan("procmem", cov, res, acquire_seconds=elapsed, scan_seconds=elapsed)
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited QEMU its parent has not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _exits_soon(pid: int, grace: float = 2.0) -> bool:
+    """True if ``pid`` is gone within ``grace`` s (a killed QEMU drops its memory before it is a zombie,
+    so a short read can be seen a moment before the exit)."""
+    end = time.monotonic() + grace
+    while _alive(pid):
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _ranges_from_segments(result: ScanResult, ram: Sequence[RamRange]) -> tuple[list[RamRange], list[RamRange]]:

@@ -153,7 +153,12 @@ class GuestVM:
         if self.spec.firmware.kind == "pflash":
             assert self.spec.firmware.vars_template is not None
             vars_copy = rd / "OVMF_VARS.fd"
-            shutil.copyfile(self.spec.firmware.vars_template, vars_copy)   # one VARS per guest
+            try:
+                shutil.copyfile(self.spec.firmware.vars_template, vars_copy)   # one VARS per guest
+            except OSError as exc:   # a full or read-only run folder is an infrastructure error, typed
+                raise LaunchError(f"{self.name}: cannot copy OVMF_VARS into the run folder {rd}: {exc.strerror} "
+                                  f"({shutil.disk_usage(rd).free >> 10} KiB free there)",
+                                  evidence={"run_dir": str(rd), "errno": exc.errno}) from exc
             prepare.append(["cp", str(self.spec.firmware.vars_template), str(vars_copy)])
         overlay = None
         if self.spec.disk is not None:
@@ -334,6 +339,10 @@ class GuestVM:
         try:
             self._console.login(self.access.user, self.access.password, deadline)
         except (GuestDied, GuestPanic) as exc:
+            # the console closes a moment before QEMU is reaped: tell the death with its exit status
+            if isinstance(exc, GuestDied) and self._exited_soon() and isinstance(self.broken, GuestDied) \
+                    and self.broken is not exc:
+                raise self.broken from exc
             with contextlib.suppress(GuestDied):
                 self.check_alive()
             self._mark_broken(exc)

@@ -20,7 +20,7 @@ from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from qemu.qmp import EventListener, ExecuteError, QMPClient
+from qemu.qmp import EventListener, ExecuteError, QMPClient, Runstate
 from qemu.qmp import QMPError as _LibQmpError
 
 from ..deadline import Deadline
@@ -149,7 +149,8 @@ class Qmp:
     def event_wait(self, name: str, timeout: float) -> dict[str, Any]:
         """Wait for (and consume) the first recorded event called ``name``.
 
-        Raises GuestTimeout after ``timeout`` seconds.
+        Raises GuestTimeout after ``timeout`` seconds, QmpError within half a second of the connection
+        being lost (QEMU exited: no event can come any more, so waiting out a long deadline is pointless).
         """
         deadline = Deadline(timeout)
         with self._events_cv:
@@ -158,6 +159,11 @@ class Qmp:
                     if ev.get("event") == name:
                         del self._events[i]
                         return ev
+                client = self._client
+                if client is None or client.runstate is not Runstate.RUNNING:
+                    raise QmpError(f"{self.name}: QMP connection lost while waiting for event {name} "
+                                   f"after {deadline.elapsed:.1f}s (QEMU exited?)",
+                                   evidence={"socket": str(self.socket_path), "waited_s": round(deadline.elapsed, 1)})
                 if deadline.expired:
                     raise GuestTimeout(f"{self.name}: no QMP event {name} within {timeout:.1f}s",
                                        evidence={"seen": [e.get("event") for e in self._events]})

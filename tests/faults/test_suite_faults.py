@@ -1,0 +1,161 @@
+"""Fault-matrix cells on the whole suite, run as a real pytest subprocess (its own session, so every
+process it starts can be counted afterwards): SIGTERM and Ctrl-C (SIGINT) while its guest starts, and
+the report folder on a full tmpfs. Each cell then checks the run folder, counts what is left, and runs
+the suite again on the same machine (the host suite: no guest, ~2 s) to show the next run works.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sevkit.deadline import Deadline
+
+from .matrix import Row, record
+from .probes import qemu_pids_under, report_state, session_members
+
+REPO = Path(__file__).resolve().parents[2]
+GUEST_CASE = ["suites/guest", "-k", "plain and banner"]
+
+
+@pytest.fixture
+def private() -> Iterator[Path]:
+    """The run's TMPDIR (guest run folders, dump scratch): short, for QEMU's 108-byte socket paths."""
+    d = Path(tempfile.mkdtemp(prefix="sk-flt-", dir="/tmp"))
+    try:
+        yield d
+    finally:
+        for pid in qemu_pids_under(d):       # only QEMUs this cell's run started
+            os.killpg(pid, signal.SIGKILL)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _suite(args: list[str], reports: Path, private: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "TMPDIR": str(private)}
+    env.pop("SEVKIT_FAULT_ROWS", None)
+    return subprocess.Popen([sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider",
+                             f"--sev-report-dir={reports}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _finish(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, str, int]:
+    """Wait for the run; returns (exit code, output, processes of its session still alive after it)."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=30)
+        pytest.fail(f"the suite did not end within {timeout:.0f}s: {out.decode(errors='replace')[-1500:]}")
+    time.sleep(0.5)
+    left = session_members(proc.pid)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return proc.returncode, out.decode(errors="replace"), len(left)
+
+
+def _next_run(reports: Path, private: Path) -> tuple[bool, str]:
+    """The suite again on the same machine (host checks only): a verdict (0 or 1), a complete folder."""
+    before = (reports / "latest").resolve() if (reports / "latest").exists() else None
+    code, out, left = _finish(_suite(["suites/host"], reports, private), 120)
+    run = (reports / "latest").resolve()
+    ok, state = report_state(run)
+    works = code in (0, 1) and ok and run != before and not left
+    return works, f"next run exit {code}, {state}" + ("" if works else f": {out[-600:]}")
+
+
+def _dumps(private: Path) -> int:
+    return sum(1 for p in private.rglob("*") if p.is_file() and p.suffix in (".elf", ".raw"))
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize(("sig", "phase", "after"), [(signal.SIGTERM, "launch", 0.0),
+                                                     (signal.SIGINT, "launch", 0.0),
+                                                     (signal.SIGTERM, "boot to login", 5.0),
+                                                     (signal.SIGINT, "boot to login", 5.0)],
+                         ids=["SIGTERM-at-launch", "SIGINT-at-launch", "SIGTERM-at-boot", "SIGINT-at-boot"])
+def test_suite_interrupted(sig: signal.Signals, phase: str, after: float, tmp_path: Path, private: Path) -> None:
+    """The guest suite cancelled (SIGTERM, a CI job) or Ctrl-C'd (SIGINT) while its guest's QEMU starts or
+    boots: exit 2 naming the interruption, a complete report folder with the guest's evidence so far,
+    no process of the run left, no QEMU, no run folder, and the next run works."""
+    reports = tmp_path / "reports"
+    proc = _suite(GUEST_CASE, reports, private)
+    start = time.monotonic()
+    try:
+        wait = Deadline(300)
+        while not qemu_pids_under(private):
+            assert proc.poll() is None, f"the suite ended before QEMU started: {proc.stdout.read()!r}"  # type: ignore[union-attr]
+            assert not wait.expired, "no QEMU from the suite run within 300 s"
+            time.sleep(0.05)
+        time.sleep(after)
+        assert qemu_pids_under(private), "QEMU exited on its own before the signal"
+        proc.send_signal(sig)
+        code, out, left = _finish(proc, 120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    took = time.monotonic() - start
+    qemu_left = qemu_pids_under(private)
+    run = (reports / "latest").resolve()
+    ok, state = report_state(run)
+    guest_ev = sorted(run.glob("guest-plain-*"))
+    kept = sorted(p.name for p in guest_ev[0].iterdir()) if guest_ev else []
+    named = "KeyboardInterrupt" in out or "Interrupted" in out
+    works, next_state = _next_run(reports, private)
+    outcome = (f"exit {code}, {'ERROR' if code == 2 else 'NOT AN ERROR'}; "
+               f"{'names the interruption' if named else 'DOES NOT name the interruption'}")
+    record(Row(phase, sig.name, outcome, "guest evidence: " + ",".join(k for k in kept if k.endswith((".log", ".sh")))
+               if kept else "NONE", state, left + len(qemu_left), _dumps(private), round(took, 1),
+               test=f"faults/test_suite_faults.py::test_suite_interrupted[{sig.name}]", note=next_state))
+    assert code == 2 and named, out[-2000:]
+    assert ok, state
+    need = {"run.sh"} if phase == "launch" else {"run.sh", "console.log"}    # no console before QMP answers
+    assert need <= set(kept), kept
+    assert not left and not qemu_left, (left, qemu_left)
+    assert not list(private.glob("sevkit-*")), "the run's private folder was not removed"
+    assert works, next_state
+
+
+@pytest.fixture
+def full_tmpfs(small_tmpfs: Path) -> Iterator[Path]:
+    """The 16 MiB tmpfs filled up to the last block."""
+    filler = small_tmpfs / "filler"
+    with open(filler, "wb") as fh, pytest.raises(OSError):
+        while True:
+            fh.write(b"\0" * (1 << 20))
+            fh.flush()
+    yield small_tmpfs
+    filler.unlink(missing_ok=True)
+
+
+def test_report_writing_disk_full(full_tmpfs: Path, private: Path) -> None:
+    """--sev-report-dir on a full tmpfs: the host suite must end as an ERROR (exit 2) that names the lack of
+    space, without an internal error; once space is back, the next run on the same machine works."""
+    reports = full_tmpfs / "reports"
+    start = time.monotonic()
+    code, out, left = _finish(_suite(["suites/host"], reports, private), 120)
+    took = time.monotonic() - start
+    latest = reports / "latest"
+    run = latest.resolve() if latest.exists() else None
+    state = report_state(run)[1] if run is not None else "no run folder"
+    named = "No space left" in out or "ENOSPC" in out
+    internal = "INTERNALERROR" in out
+    (full_tmpfs / "filler").unlink()
+    works, next_state = _next_run(reports, private)
+    outcome = (f"exit {code}, {'ERROR' if code == 2 else 'NOT AN ERROR'}; "
+               f"{'names ENOSPC' if named else 'does NOT name ENOSPC'}{'; INTERNALERROR' if internal else ''}")
+    record(Row("report writing", "disk full", outcome, "report folder as far as it fits", state, left,
+               _dumps(private), round(took, 1), test="faults/test_suite_faults.py::test_report_writing_disk_full",
+               note=next_state))
+    assert not left, left
+    assert works, next_state
+    assert code == 2 and named and not internal, out[-3000:]
