@@ -43,6 +43,7 @@ class Meta:
     gates: tuple[Feature, ...] = ()
     needs: tuple[str, ...] = ()
     ref: str = ""
+    chained: bool = True    # see report.Check.chained
 
     @property
     def parent(self) -> str | None:

@@ -9,17 +9,26 @@ from functools import partial
 
 from ..memencrypt import LEAF, SOURCE, EaxBit, MemEncryptInfo, regs_text
 from ..vocab import FEATURE_CHAIN, FEATURES, Feature, dependents
+from ..logs.dmesg import parse_host_dmesg
 from . import cpu
 from .checkdef import Checks, Context, Meta, Outcome, ev
+from .report import Evidence
 
 ALL = FEATURES
 SEVS = FEATURE_CHAIN
 ES_UP = dependents(Feature.SEV_ES)   # SEV-ES, SEV-SNP: the guests that use the SEV-ES ASIDs
 SYSCFG, RMP_BASE, RMP_END = 0xC0010010, 0xC0010132, 0xC0010133
+# arch/x86/include/asm/msr-index.h MSR_AMD64_RMP_CFG, MSR_AMD64_SEG_RMP_ENABLED; arch/x86/virt/svm/sev.c
+# RMP_ADDR_MASK GENMASK_ULL(51, 13), RMPTABLE_CPU_BOOKKEEPING_SZ 0x4000, RST_SIZE SZ_4K.
+RMP_CFG, SEG_RMP_ENABLED = 0xC0010136, 1
+RMP_ADDR_MASK = ((1 << 52) - 1) & ~((1 << 13) - 1)
+RMP_BOOKKEEPING, RST_SIZE = 0x4000, 0x1000
+LEAF_RMP_SEG = 0x80000025
 F_SRC = SOURCE
 
 HINT_SMEE = ("BIOS: enable SMEE (AMD CBS > CPU Common Options > SMEE / 'Secure Memory Encryption'); "
              "SEV INIT error 0x13 means SMEE is off")
+HINT_RMP_BIOS = "BIOS: enable 'SEV-SNP Support' and set 'SNP Memory Coverage' so the RMP table is reserved"
 HINT_SNP_BIOS = ("BIOS: enable 'SEV-SNP Support' and 'SNP Memory Coverage' (RMP table reserved), IOMMU enabled; "
                  "kernel >= 6.11 built with CONFIG_KVM_AMD_SEV, IOMMU not in passthrough (no iommu=pt, "
                  "no amd_iommu=off)")
@@ -202,9 +211,7 @@ def min_asid(ctx: Context) -> Outcome:
         return Outcome("fail", f"{F_SRC} EDX (min SEV ASID) is {m.min_sev_asid}: no ASIDs left for SEV-ES/SEV-SNP",
                        e, "BIOS: raise 'SEV-ES ASID Space Limit' (minimum SEV non-ES ASID) above 1 so "
                           "ASIDs 1..limit-1 go to SEV-ES/SEV-SNP guests")
-    if sev_only == 0:
-        return Outcome("warn", msg + " (no plain-SEV ASIDs)", e,
-                       "BIOS: lower 'SEV-ES ASID Space Limit' to leave ASIDs for plain SEV guests")
+    # No plain-SEV ASIDs leaves SEV-ES/SNP intact: asid.sev_plain makes plain SEV unusable.
     return Outcome("pass", msg, e)
 
 
@@ -232,38 +239,116 @@ CHECKS.add(Meta("msr.syscfg.snpen", "SNP enabled in SYSCFG (SNPEn)", Feature.SEV
 
 
 def rmp(ctx: Context) -> Outcome:
-    base, end = ctx.raw.msr(RMP_BASE), ctx.raw.msr(RMP_END)
+    # arch/x86/virt/svm/sev.c snp_probe_rmptable_info(): RMP_CFG is read only when CPUID
+    # Fn8000_001F EAX bit 23 (X86_FEATURE_SEGMENTED_RMP) is set; its bit 0 picks the layout.
+    raw = ctx.raw
+    base, end = raw.msr(RMP_BASE), raw.msr(RMP_END)
     e = [ev("/dev/cpu/0/msr MSR 0xc0010132 (RMP_BASE)", f"0x{base:x}"),
          ev("/dev/cpu/0/msr MSR 0xc0010133 (RMP_END)", f"0x{end:x}")]
-    if base and end > base:
-        ctx.facts["rmp"] = (base, end)
-        return Outcome("pass", f"RMP table 0x{base:x} - 0x{end:x} ({(end - base + 1) >> 20} MiB)", e)
-    return Outcome("fail", f"RMP base/end MSRs are 0x{base:x} / 0x{end:x}: no RMP table reserved", e,
-                   "BIOS: enable 'SEV-SNP Support' and set 'SNP Memory Coverage' so the RMP table is reserved")
+    cfg = 0
+    seg = me(ctx).bit(EaxBit.SEGMENTED_RMP)
+    if seg:
+        cfg = raw.msr(RMP_CFG)
+        e.append(ev("/dev/cpu/0/msr MSR 0xc0010136 (RMP_CFG)", f"0x{cfg:x}"))
+    e.append(ev(f"{F_SRC} EAX bit {int(EaxBit.SEGMENTED_RMP)} (SegmentedRmp)", int(seg)))
+    if cfg & SEG_RMP_ENABLED:
+        return segmented_rmp(ctx, base, end, cfg, e)
+    # probe_contiguous_rmptable_info()
+    if not base & RMP_ADDR_MASK or not end & RMP_ADDR_MASK:
+        return Outcome("fail", f"RMP base/end MSRs are 0x{base:x} / 0x{end:x}: no RMP table reserved "
+                               "(kernel: 'Memory for the RMP table has not been reserved by BIOS')", e, HINT_RMP_BIOS)
+    if base > end:
+        return Outcome("fail", f"RMP configuration not valid: base=0x{base:x} > end=0x{end:x}", e, HINT_RMP_BIOS)
+    ctx.facts["rmp"] = {"layout": "contiguous", "base": base, "end": end}
+    return Outcome("pass", f"RMP table 0x{base:x} - 0x{end:x} ({(end - base + 1) >> 20} MiB, contiguous)", e)
 
 
-CHECKS.add(Meta("msr.rmp", "RMP table reserved (RMP_BASE/RMP_END)", Feature.SEV_SNP, (Feature.SEV_SNP,),
-                ("cpuid.sev_snp",), "sev-facts §2.1; snphost 'Read RMP tables'"), rmp)
+def segmented_rmp(ctx: Context, base: int, end: int, cfg: int, e: list[Evidence]) -> Outcome:
+    # probe_segmented_rmptable_info(): RMP_BASE locates the bookkeeping area and the 4 KiB RMP segment
+    # table (RST); RMP_END is expected to be 0; the segment shift (RMP_CFG bits 13:8) must lie within
+    # CPUID Fn8000_0025 EAX[5:0] (min) and EAX[11:6] (max).
+    raw = ctx.raw
+    shift = cfg >> 8 & 0x3F
+    e.append(ev("RMP_CFG bit 0 (segmented RMP enabled) / bits 13:8 (segment shift)", f"1 / {shift}"))
+    if not base & RMP_ADDR_MASK:
+        return Outcome("fail", f"segmented RMP enabled but RMP_BASE is 0x{base:x}: no RMP table reserved "
+                               "(kernel: 'Memory for the RMP table has not been reserved by BIOS')", e, HINT_RMP_BIOS)
+    if raw.cpuid(0x80000000)[0] >= LEAF_RMP_SEG:
+        eax = raw.cpuid(LEAF_RMP_SEG)[0]
+        lo, hi = eax & 0x3F, eax >> 6 & 0x3F
+        e.append(ev(f"{raw.cpuid_source} leaf 0x80000025 EAX (segment shift min/max)", f"{lo}/{hi}"))
+        if not lo <= shift <= hi:
+            return Outcome("fail", f"RMP segment size ({shift}) is not within advertised bounds (min={lo}, max={hi})",
+                           e, HINT_RMP_BIOS)
+    ctx.facts["rmp"] = {"layout": "segmented", "base": base, "segment_shift": shift}
+    msg = (f"segmented RMP: bookkeeping + segment table at 0x{base:x} - 0x{base + RMP_BOOKKEEPING + RST_SIZE:x}, "
+           f"{(1 << shift) >> 30} GiB segments")
+    if end & RMP_ADDR_MASK:
+        return Outcome("warn", msg + f"; RMP_END is 0x{end:x}, not 0", e,
+                       "the kernel warns 'Segmented RMP enabled but RMP_END MSR is non-zero': check the BIOS")
+    return Outcome("pass", msg, e)
+
+
+CHECKS.add(Meta("msr.rmp", "RMP table reserved (RMP_BASE/RMP_END, or RMP_CFG for a segmented RMP)", Feature.SEV_SNP,
+                (Feature.SEV_SNP,), ("cpuid.sev_snp",),
+                "sev-facts §2.1; snphost 'Read RMP tables'; arch/x86/virt/svm/sev.c snp_probe_rmptable_info()"), rmp)
 
 
 def rmp_cover(ctx: Context) -> Outcome:
     raw = ctx.raw
-    base, end = ctx.facts["rmp"]
+    rmp_facts = ctx.facts["rmp"]
     iomem = raw.section("iomem")
     ram_end = iomem.get("system_ram_end")
-    e = [ev("RMP MSRs", f"0x{base:x} - 0x{end:x}"), ev("/proc/iomem highest System RAM address", ram_end)]
+    e = [ev("/proc/iomem highest System RAM address", ram_end)]
     if not ram_end:
         if raw.euid not in (0, None) or "error" in iomem:
             return Outcome("error", "/proc/iomem gives no RAM addresses (needs root)", e, "run the probe as root")
         return Outcome("error", "no System RAM ranges in /proc/iomem", e, "check /proc/iomem")
-    # 16-byte RMP entry per 4 KiB page after a 16 KiB header (sev-facts §3.4 coverage message).
-    covered = ((end - base + 1 - 0x4000) // 16) * 4096
-    e.append(ev("RAM addressable by this RMP (bytes)", covered))
-    if covered > ram_end:
-        return Outcome("pass", f"RMP covers 0x{covered:x} bytes >= RAM end 0x{ram_end:x}", e)
-    return Outcome("fail", f"RMP covers 0x{covered:x} bytes, RAM ends at 0x{ram_end:x}", e,
+    max_pfn = (ram_end >> 12) + 1
+    if rmp_facts["layout"] == "segmented":
+        return segmented_cover(ctx, max_pfn << 12, e)
+    # setup_contiguous_rmptable(): 16 bytes per 4 KiB page up to max(max_pfn, PFN_UP(rmp_end)), plus the
+    # 16 KiB bookkeeping area, must fit in RMP_END - RMP_BASE + 1.
+    base, end = rmp_facts["base"], rmp_facts["end"]
+    size = end - base + 1
+    need = (max(max_pfn, (end + 0xFFF) >> 12) << 4) + RMP_BOOKKEEPING
+    e += [ev("RMP MSRs", f"0x{base:x} - 0x{end:x} (0x{size:x} bytes)"),
+          ev("RMP bytes needed (max_pfn << 4) + 0x4000", f"0x{need:x}")]
+    if need <= size:
+        return Outcome("pass", f"RMP of 0x{size:x} bytes covers RAM up to 0x{ram_end:x} (needs 0x{need:x})", e)
+    return Outcome("fail", "Memory reserved for the RMP table does not cover full system RAM "
+                           f"(expected 0x{need:x} got 0x{size:x})", e,
                    "BIOS: set 'SNP Memory Coverage' to cover all system memory (not Custom/partial)")
 
 
+def segmented_cover(ctx: Context, ram_pa_max: int, e: list[Evidence]) -> Outcome:
+    # setup_segmented_rmptable(): the segments below RAM's end must reach it (ram_pa_end >= max_pfn <<
+    # PAGE_SHIFT). The segment table lives in reserved memory the probe cannot read, so the kernel's
+    # "RMP segment N ... covering [lo - hi]" lines are the evidence.
+    log = ctx.raw.section("dmesg")
+    d = parse_host_dmesg(str(log["text"])) if "text" in log else None
+    e.append(ev("RAM end (max_pfn << 12)", f"0x{ram_pa_max:x}"))
+    if d is None:
+        return Outcome("skip", "segmented RMP: coverage not measured (the kernel log is not readable; the "
+                               "segment table is in memory the probe cannot read)", e,
+                       "make the kernel log readable (root, dmesg_restrict) so the 'RMP segment' lines show")
+    bad = [x for x in d.errors if "Segmented RMP does not cover" in x]
+    segs = d.rmp_segments
+    e.append(ev("kernel log RMP segments (index: covered range)",
+                {str(i): f"0x{lo:x} - 0x{hi:x}" for i, (lo, hi) in sorted(segs.items())}))
+    if bad:
+        return Outcome("fail", bad[0], e, "BIOS: set 'SNP Memory Coverage' to cover all system memory")
+    if not segs:
+        return Outcome("skip", "segmented RMP: coverage not measured (no 'RMP segment' lines in the kernel log: "
+                               "log wrapped, or SNP host setup did not run)", e,
+                       "capture the kernel log soon after boot (journalctl -k -b)")
+    ram_pa_end = max((lo + (hi - lo + 1) for lo, hi in segs.values() if lo < ram_pa_max), default=0)
+    if ram_pa_end >= ram_pa_max:
+        return Outcome("pass", f"RMP segments cover RAM up to 0x{ram_pa_end:x} >= RAM end 0x{ram_pa_max:x}", e)
+    return Outcome("fail", f"Segmented RMP does not cover full system RAM (expected 0x{ram_pa_max:x} got "
+                           f"0x{ram_pa_end:x})", e, "BIOS: set 'SNP Memory Coverage' to cover all system memory")
+
+
 CHECKS.add(Meta("msr.rmp_coverage", "RMP covers installed memory", Feature.SEV_SNP, (), ("msr.rmp",),
-                "sev-facts §3.4; AMDSEV#226"), rmp_cover)
+                "sev-facts §3.4; AMDSEV#226; arch/x86/virt/svm/sev.c setup_contiguous_rmptable(), "
+                "setup_segmented_rmptable()"), rmp_cover)

@@ -479,14 +479,52 @@ CHECKS.add(Meta("dmesg.kvm_asids", "kvm_amd ASID ranges consistent with CPUID", 
                 ("dmesg.readable", "cpuid.sev"), "sev-facts §1.2, §3.2"), kvm_asids)
 
 
+def plain_sev_asids(ctx: Context) -> Outcome:
+    # arch/x86/kvm/svm/sev.c sev_hardware_setup(): plain SEV guests get ASIDs min_sev_asid (CPUID
+    # Fn8000_001F EDX) .. max_sev_asid (ECX); when min_sev_asid > max_sev_asid the kernel prints
+    # "SEV unusable (ASIDs %u - %u)" (5.11-6.4: "SEV supported: %u ASIDs" with a count of 0) and
+    # sev_asid_new() finds no ASID, so a plain SEV launch fails while SEV-ES/SNP guests still run.
+    me = ctx.facts["mem_encrypt"]
+    sev_only = max(0, me.max_guests - me.min_sev_asid + 1) if me.min_sev_asid else me.max_guests
+    e = [ev("CPUID Fn8000_001F EDX (min SEV ASID) / ECX (max ASID)", f"{me.min_sev_asid} / {me.max_guests}"),
+         ev("plain-SEV ASIDs (ECX - EDX + 1)", sev_only)]
+    kvm_zero = False
+    f = parsed_dmesg(ctx)
+    if f is not None:
+        e.append(ev("dmesg kvm_amd SEV line", [ln for ln in f.evidence_lines if re.search(
+            r"\bSEV (?:enabled|disabled|unusable) \(ASIDs|\bSEV supported", ln)][:2]))
+        r = f.asid_ranges.get("SEV")
+        kvm_zero = (r is not None and r[0] > r[1]) or (r is None and f.asid_counts.get("SEV") == 0)
+    if sev_only == 0 or kvm_zero:
+        src = "CPUID" if sev_only == 0 else "kvm_amd's log line"
+        return Outcome("fail", f"no ASIDs left for plain SEV guests ({src}: min SEV ASID {me.min_sev_asid}, "
+                               f"max ASID {me.max_guests}): every ASID is given to SEV-ES/SEV-SNP", e,
+                       "BIOS: lower 'SEV-ES ASID Space Limit' (the minimum SEV non-ES ASID, CPUID Fn8000_001F "
+                       "EDX) to at most the number of ASIDs so plain SEV guests keep some; SEV-ES and "
+                       "SEV-SNP guests are not affected")
+    return Outcome("pass", f"{sev_only} ASIDs for plain SEV guests ({me.min_sev_asid} - {me.max_guests})", e)
+
+
+CHECKS.add(Meta("asid.sev_plain", "ASIDs left for plain SEV guests", Feature.SEV, (Feature.SEV,), ("cpuid.sev",),
+                "sev-facts §1.2 EDX; arch/x86/kvm/svm/sev.c sev_hardware_setup() 'SEV unusable'", chained=False),
+           plain_sev_asids)
+
+
 def rmp_line(ctx: Context) -> Outcome:
     f = host_dmesg(ctx)
     e = [ev("dmesg SEV-SNP lines", lines(ctx, "SEV-SNP", "RMP"))]
-    if f.rmp_range:
+    fatal = [x for x in f.errors if "RMP" in x and "RMPUPDATE" not in x]
+    if f.rmp_range and not fatal:
         e.append(ev("RMP range", f"0x{f.rmp_range[0]:x} - 0x{f.rmp_range[1]:x}"))
+        if f.rmp_segmented:   # arch/x86/virt/svm/sev.c probe_segmented_rmptable_info() (Linux >= 6.14)
+            e.append(ev("RMP segments (index: covered range)",
+                        {str(i): f"0x{lo:x} - 0x{hi:x}" for i, (lo, hi) in sorted(f.rmp_segments.items())}))
+            return Outcome("pass", f"Segmented RMP base table 0x{f.rmp_range[0]:x} - 0x{f.rmp_range[1]:x}, "
+                                   f"{f.rmp_segment_gb}GB segments, {len(f.rmp_segments)} segment(s)", e)
         return Outcome("pass", f"RMP table physical range 0x{f.rmp_range[0]:x} - 0x{f.rmp_range[1]:x}", e)
-    if any("not been reserved" in ln or "does not cover" in ln for ln in e[0].value):
-        return Outcome("fail", "kernel log: RMP table not reserved or not covering RAM", e,
+    if fatal or any("not been reserved" in ln or "does not cover" in ln for ln in e[0].value):
+        why = fatal[0] if fatal else "RMP table not reserved or not covering RAM"
+        return Outcome("fail", f"kernel log: {why}", e,
                        "BIOS: enable 'SEV-SNP Support' and 'SNP Memory Coverage'")
     return Outcome("warn", "no RMP range line in the kernel log (kernel < 6.9 or log wrapped)", e,
                    "SNP host support needs kernel >= 6.9/6.11")

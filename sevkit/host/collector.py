@@ -34,13 +34,19 @@ from typing import Any
 
 SCHEMA = 1
 
+# 0x80000025: RMP segment-size limits for a segmented RMP (arch/x86/virt/svm/sev.c
+# probe_segmented_rmptable_info(); only meaningful when Fn8000_0000 EAX >= 0x80000025).
 CPUID_LEAVES = (0x0, 0x1, 0x80000000, 0x80000001, 0x80000002, 0x80000003, 0x80000004,
-                0x80000008, 0x8000001F)
+                0x80000008, 0x8000001F, 0x80000025)
 MSRS = {
     0xC0010010: "SYSCFG",
     0xC0010015: "HWCR",
     0xC0010132: "RMP_BASE",
     0xC0010133: "RMP_END",
+    # Read by Linux >= 6.14 when CPUID Fn8000_001F EAX bit 23 (SEGMENTED_RMP) is set; bit 0 = segmented
+    # RMP enabled, bits 13:8 = segment shift (arch/x86/include/asm/msr-index.h MSR_AMD64_RMP_CFG).
+    # A CPU without it gives EIO, recorded per MSR.
+    0xC0010136: "RMP_CFG",
 }
 # Small text files read verbatim.
 FILES = (

@@ -29,14 +29,16 @@ def run_check(ctx: Context, d: CheckDef) -> Check:
                       f"{root.message} [{root.id} {root.status}]",
                       evidence=root.evidence,
                       hint=f"not applicable until {root.id} passes" + (f": {root.hint}" if root.hint else ""),
-                      feature=meta.feature, gates=meta.gates, parent=meta.parent, ref=meta.ref, cause=root.id)
+                      feature=meta.feature, gates=meta.gates, parent=meta.parent, ref=meta.ref, cause=root.id,
+                      chained=meta.chained)
     else:
         try:
             o = d.fn(ctx)
         except Unreadable as exc:
             o = Outcome("error", exc.message, [ev(exc.source, exc.detail)], exc.hint)
         check = Check(meta.id, meta.title, o.status, o.message, tuple(o.evidence),
-                      o.hint if o.status != "pass" else None, meta.feature, meta.gates, meta.parent, meta.ref)
+                      o.hint if o.status != "pass" else None, meta.feature, meta.gates, meta.parent, meta.ref,
+                      chained=meta.chained)
     ctx.results[meta.id] = check
     return check
 
@@ -45,7 +47,7 @@ def features_of(checks: Sequence[Check]) -> dict[str, bool | None]:
     """A feature is usable when every check gating it passed or warned; None if one errored."""
     out: dict[str, bool | None] = {}
     for f in FEATURES:
-        gating = [c for c in checks if any(g in c.gates for g in chain(f))]
+        gating = [c for c in checks if f in c.gates or (c.chained and any(g in c.gates for g in chain(f)))]
         if any(c.status in ("fail", "skip") and not _skip_from_error(c, checks) for c in gating):
             out[f] = False
         elif any(c.status == "error" or _skip_from_error(c, checks) for c in gating):

@@ -56,6 +56,9 @@ class Check:
     parent: str | None = None
     ref: str = ""
     cause: str | None = None     # for a skip: the id of the root-cause check
+    # False: gates only the guests of its own features, not the features built on them (no plain-SEV
+    # ASIDs leaves SEV guests unusable while SEV-ES and SEV-SNP guests still run).
+    chained: bool = True
 
     @property
     def essential(self) -> bool:
@@ -72,6 +75,8 @@ class Check:
             "evidence": [e.to_json() for e in self.evidence], "feature": self.feature,
             "gates": list(self.gates), "parent": self.parent, "ref": self.ref,
         }
+        if not self.chained:
+            out["chained"] = False
         if self.cause:
             out["cause"] = self.cause
         if self.status != "pass":
@@ -149,7 +154,7 @@ class HostReport:
         out: list[Check] = []
         for f in chain(Feature(feature)):
             for c in self.checks:
-                if f in c.gates and not c.ok:
+                if f in c.gates and (c.chained or f == feature) and not c.ok:
                     root = self._root_cause(c)
                     if root not in out:
                         out.append(root)

@@ -49,6 +49,9 @@ class HostDmesg:
     asid_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     rmp_range: tuple[int, int] | None = None
+    rmp_segmented: bool = False     # "Segmented RMP ..." lines (Turin, Linux >= 6.14)
+    rmp_segment_gb: int | None = None
+    rmp_segments: dict[int, tuple[int, int]] = field(default_factory=dict)   # index -> covered [lo, hi]
     iommu_snp: bool | None = None
     kvm_params: dict[str, bool] = field(default_factory=dict)
     psp_device: str | None = None
@@ -100,6 +103,9 @@ def parse_host_dmesg(text: str) -> HostDmesg:
     kvm_params: dict[str, bool] = {}
     kvm_seen = False                     # a kvm_amd SEV line is present (any format)
     rmp: tuple[int, int] | None = None
+    seg_gb: int | None = None
+    segmented = False
+    segments: dict[int, tuple[int, int]] = {}
     iommu: bool | None = None
     psp_device: str | None = None
     sme: bool | None = None
@@ -163,6 +169,13 @@ def parse_host_dmesg(text: str) -> HostDmesg:
             bios_off = True
         elif m := P.RMP_RANGE.search(line):
             rmp = (int(m["lo"], 16), int(m["hi"], 16))
+        elif m := P.RMP_SEG_BASE.search(line):
+            rmp, segmented = (int(m["lo"], 16), int(m["hi"], 16)), True
+        elif m := P.RMP_SEG_SIZE.search(line):
+            seg_gb, segmented = int(m["gb"]), True
+        elif m := P.RMP_SEGMENT.search(line):
+            segments[int(m["idx"])] = (int(m["lo"], 16), int(m["hi"], 16))
+            segmented = True
         elif m := P.RMP_FATAL.search(line):
             errors.append(_message(line, m))
             snp_platform_bad = True
@@ -258,7 +271,8 @@ def parse_host_dmesg(text: str) -> HostDmesg:
         notes.append("SEV-SNP was active (RMPUPDATE ran) but an RMP update failed at runtime")
 
     return HostDmesg(features=features, firmware=firmware, asid_counts=counts, asid_ranges=ranges,
-                     errors=errors, rmp_range=rmp, iommu_snp=iommu, kvm_params=kvm_params,
+                     errors=errors, rmp_range=rmp, rmp_segmented=segmented, rmp_segment_gb=seg_gb,
+                     rmp_segments=segments, iommu_snp=iommu, kvm_params=kvm_params,
                      psp_device=psp_device, cpu=cpu, notes=notes, evidence_lines=evidence)
 
 

@@ -59,10 +59,25 @@ CPU0 = re.compile(r"\bsmpboot: CPU0: (?P<cpu>.+?) \(family: 0x(?P<fam>[0-9a-fA-F
 # --- host: RMP (§3.4) and IOMMU (§3.5) ----------------------------------------------------
 RMP_RANGE = re.compile(
     r"\bSEV-SNP: RMP table physical (?:range|address) \[?0x(?P<lo>[0-9a-fA-F]+) - 0x(?P<hi>[0-9a-fA-F]+)\]?")
+# Segmented RMP (Turin, Linux >= 6.14; arch/x86/virt/svm/sev.c probe_segmented_rmptable_info() and
+# setup_segmented_rmptable()): "Segmented RMP base table physical range [0x.. - 0x..]",
+# "Segmented RMP using %lluGB segments", "RMP segment %u physical address [..] covering [0x.. - 0x..]".
+RMP_SEG_BASE = re.compile(
+    r"\bSEV-SNP: Segmented RMP base table physical range \[0x(?P<lo>[0-9a-fA-F]+) - 0x(?P<hi>[0-9a-fA-F]+)\]")
+RMP_SEG_SIZE = re.compile(r"\bSEV-SNP: Segmented RMP using (?P<gb>\d+)GB segments")
+RMP_SEGMENT = re.compile(
+    r"\bSEV-SNP: RMP segment (?P<idx>\d+) physical address \[0x(?P<plo>[0-9a-fA-F]+) - 0x(?P<phi>[0-9a-fA-F]+)\]"
+    r" covering \[0x(?P<lo>[0-9a-fA-F]+) - 0x(?P<hi>[0-9a-fA-F]+)\]")
 RMP_FATAL = re.compile(
     r"\bSEV-SNP: (?:Memory for the RMP table has not been reserved by BIOS"
     r"|RMP configuration not valid\b.*"
     r"|Memory reserved for the RMP table does not cover full system RAM\b.*"
+    r"|Segmented RMP does not cover full system RAM\b.*"
+    r"|RMP segment size \(\d+\) is not within advertised bounds\b.*"
+    r"|Invalid RMP size 0x[0-9a-fA-F]+ for configured segment size\b.*"
+    r"|Invalid RMP segment base address\b.*"
+    r"|RMP segment descriptor already exists\b.*"
+    r"|Failed to map RMP segment\b.*"
     r"|Failed to map RMP table\b.*)")
 RMP_RUNTIME_FAIL = re.compile(r"\bSEV-SNP: RMPUPDATE failed\b.*")
 IOMMU_SNP_ON = re.compile(r"\bAMD-Vi: IOMMU SNP support enabled\b")

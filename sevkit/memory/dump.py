@@ -15,6 +15,7 @@ GuestVM: callers pass a QMP-like object, a pid and a RAM size.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import re
 import secrets
@@ -27,16 +28,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import DumpError, SevkitError
-from ..versions import version_tuple
-from ..vocab import GuestKind
-from .scan import STREAM_CHUNK, Hit, ScanResult, StreamScanner, scan_file
+from .pages import PAGE, PageView, examine_reader, procmem_reader, segment_reader, tally
+from .scan import STREAM_CHUNK, Hit, ScanResult, StreamScanner, elf_segments, scan_file
 
 MiB = 1 << 20
 GiB = 1 << 30
 FOUR_GIB = 4 * GiB
 METHODS = ("procmem", "elf", "pmemsave")
 SPACE_MARGIN = 64 * MiB        # ELF headers, notes and ROM segments, plus slack
-GUEST_MEMFD_KERNEL = (6, 11)   # SNP private memory lives in guest_memfd, unmapped by QEMU
 
 
 class QmpLike(Protocol):
@@ -122,6 +121,8 @@ class MemoryScan:
     scan_seconds: float
     files: list[str] = field(default_factory=list)   # dump file names (deleted unless kept)
     kept: bool = False
+    # The secret's pages as each method saw them (this method's own, plus any examined separately).
+    page_views: dict[str, list[PageView]] = field(default_factory=dict)
 
     def count(self, needle: bytes) -> int:
         return self.result.count(needle)
@@ -139,6 +140,7 @@ class MemoryScan:
             "scan_seconds": round(self.scan_seconds, 3),
             "dump_files": self.files,
             "dump_files_kept": self.kept,
+            "secret_pages": {m: {"pages": len(v), "outcomes": tally(v)} for m, v in self.page_views.items()},
         }
 
 
@@ -437,14 +439,19 @@ def _ranges_from_segments(result: ScanResult, ram: Sequence[RamRange]) -> tuple[
 def acquire_and_scan(method: str, *, qmp: QmpLike, pid: int, ram_bytes: int, needles: Sequence[bytes],
                      folder: Path, machine: str = "q35", keep: bool = False, per_gib: float = 60.0,
                      private_readable: bool = True, private_reason: str = "",
+                     pages: Mapping[int, str] | None = None,
                      statvfs: Callable[[str], Any] = os.statvfs) -> MemoryScan:
-    """Read guest memory with ``method`` and scan it. Dump files are removed unless ``keep``."""
+    """Read guest memory with ``method`` and scan it. Dump files are removed unless ``keep``.
+    ``pages`` (page gpa -> holder): the secret's pages, examined in this method's view (needles[0])."""
     ram = ram_ranges(ram_bytes, machine)
     if method == "procmem":
         ms = scan_procmem(pid, qmp, ram, needles, private_readable=private_readable,
                           private_reason=private_reason)
         if not private_readable:
             ms.coverage.private_unreadable = list(ram)
+        if pages:
+            ms.page_views["procmem"] = examine_reader("procmem", pages, needles[0],
+                                                      procmem_reader(pid, hva_lookup(qmp, ram)))
         return ms
     if method not in METHODS:
         raise DumpError(f"unknown dump method {method!r}; known: {', '.join(METHODS)}")
@@ -462,6 +469,7 @@ def acquire_and_scan(method: str, *, qmp: QmpLike, pid: int, ram_bytes: int, nee
             cov = Coverage("elf", ram_bytes, read, [(m, "absent from the ELF program headers") for m in missing],
                            private_readable=private_readable)
             cov.notes.append(f"{len(res.segments)} PT_LOAD segments, {sum(s.size for s in res.segments)} bytes")
+            seen = examine_reader("elf", pages, needles[0], segment_reader(path, res.segments)) if pages else []
         else:
             pairs = dump_pmemsave(qmp, folder, ram, per_gib=per_gib, statvfs=statvfs)
             files = [p for _, p in pairs]
@@ -473,6 +481,7 @@ def acquire_and_scan(method: str, *, qmp: QmpLike, pid: int, ram_bytes: int, nee
                 part.hits = [Hit(h.needle, h.offset, base + h.offset) for h in part.hits]
                 parts.append(part)
             res = merge_results(parts)
+            seen = examine_reader("pmemsave", pages, needles[0], _pmem_reader(pairs)) if pages else []
             cov = Coverage("pmemsave", ram_bytes, [r for r, _ in pairs], private_readable=private_readable)
             if len(ram) > 1:
                 cov.notes.append("RAM is split around the PCI hole: one pmemsave per range (P9)")
@@ -480,10 +489,70 @@ def acquire_and_scan(method: str, *, qmp: QmpLike, pid: int, ram_bytes: int, nee
             cov.notes.append(private_reason)
             cov.private_unreadable = list(ram)
         t2 = time.perf_counter()
-        return MemoryScan(method, cov, res, t1 - t0, t2 - t1, [p.name for p in files], keep)
+        return MemoryScan(method, cov, res, t1 - t0, t2 - t1, [p.name for p in files], keep,
+                          {method: seen} if pages else {})
     finally:
         if not keep:
             remove_dumps(files)
+
+
+def hva_lookup(qmp: QmpLike, ram: Sequence[RamRange]) -> Callable[[int], int | None]:
+    """gpa -> QEMU's host address (HMP gpa2hva once per RAM range; None outside guest RAM)."""
+    bases: dict[int, int] = {}
+
+    def hva(gpa: int) -> int | None:
+        for r in ram:
+            if r.gpa <= gpa < r.end:
+                if r.gpa not in bases:
+                    bases[r.gpa] = gpa2hva(qmp, r.gpa)[0]
+                return bases[r.gpa] + gpa - r.gpa
+        return None
+    return hva
+
+
+def _pmem_reader(pairs: Sequence[tuple[RamRange, Path]]) -> Callable[[int], bytes | None]:
+    def read(gpa: int) -> bytes | None:
+        for r, path in pairs:
+            if r.gpa <= gpa and gpa + PAGE <= r.end:
+                with open(path, "rb") as fh:
+                    fh.seek(gpa - r.gpa)
+                    return fh.read(PAGE)
+        return None
+    return read
+
+
+def examine_pages(method: str, *, qmp: QmpLike, pid: int, ram_bytes: int, pages: Mapping[int, str],
+                  needle: bytes, folder: Path, machine: str = "q35", per_gib: float = 60.0,
+                  statvfs: Callable[[str], Any] = os.statvfs) -> list[PageView]:
+    """The secret's pages in ``method``'s view alone (no full scan): procmem reads them in place,
+    pmemsave saves just those pages, elf dumps all RAM once (QEMU cannot dump a page list)."""
+    ram = ram_ranges(ram_bytes, machine)
+    if method == "procmem":
+        return examine_reader("procmem", pages, needle, procmem_reader(pid, hva_lookup(qmp, ram)))
+    if method not in METHODS:
+        raise DumpError(f"unknown dump method {method!r}; known: {', '.join(METHODS)}")
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if method == "pmemsave":
+        path = folder / _unique("page", ".raw")
+        _new_private_file(path)
+        try:
+            def read(gpa: int) -> bytes | None:
+                if not any(r.gpa <= gpa and gpa + PAGE <= r.end for r in ram):
+                    return None
+                _qmp(qmp, "pmemsave", {"val": gpa, "size": PAGE, "filename": str(path)}, 10.0)
+                return path.read_bytes()
+            return examine_reader("pmemsave", pages, needle, read)
+        finally:
+            remove_dumps([path])
+    path = dump_elf(qmp, folder, ram_bytes, per_gib=per_gib, statvfs=statvfs)
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            segs = elf_segments(mm, path.stat().st_size)
+        if segs is None:
+            raise DumpError(f"dump-guest-memory wrote {path.name}, which is not an ELF file")
+        return examine_reader("elf", pages, needle, segment_reader(path, segs))
+    finally:
+        remove_dumps([path])
 
 
 def merge_results(parts: Sequence[ScanResult]) -> ScanResult:
@@ -505,18 +574,6 @@ def merge_results(parts: Sequence[ScanResult]) -> ScanResult:
     return ScanResult(list(first.needles), hits, counts, sum(p.bytes_scanned for p in parts),
                       sum(p.seconds for p in parts), max(p.workers for p in parts), ent,
                       notes=[n for p in parts for n in p.notes])
-
-
-def private_memory_view(kind: str, host_kernel_release: str) -> tuple[bool, str]:
-    """Can the host read private guest memory (as ciphertext) at all?
-
-    SEV/SEV-ES: yes, the pages are in QEMU's mapping, encrypted. SEV-SNP on a guest_memfd host
-    (kernel >= 6.11): no, private pages are not mapped into QEMU (sev-facts §8.7).
-    """
-    if kind == GuestKind.SEV_SNP and version_tuple(host_kernel_release) >= GUEST_MEMFD_KERNEL:
-        return False, (f"SEV-SNP on host kernel {host_kernel_release}: private pages live in guest_memfd, "
-                       "which QEMU does not map; only the shared view was read")
-    return True, ""
 
 
 def procmem_readable(pid: int) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import DumpError
 from ..vocab import GuestKind
 from .dump import MemoryScan
+from .pages import PageView, tally
 from .registers import RegisterView
 from .scan import HIGH_ENTROPY
 
@@ -76,3 +77,69 @@ def judge_registers(kind: str, view: RegisterView, evidence: dict[str, Any]) -> 
         first = view.to_json()["samples"][:1]
         return [f"{kind}: the host reads live guest registers (RIP/CR3) through QEMU: {first}"]
     return []
+
+
+# --- the secret's own pages (sevkit.memory.pages): verdict rules per outcome -----------------------
+# What each outcome proves, per guest kind. SEV/SEV-ES keep private pages in QEMU's mapping,
+# encrypted: the host must read them, as ciphertext. SEV-SNP with guest_memfd keeps them out of every
+# host view: zeros (QEMU's shared memfd), 0xFF (ciphertext hiding), not present or a refused read all
+# mean the host did not get the data; ciphertext means it saw them encrypted.
+SNP_OK = {"zero": "zero-filled", "ones": "0xFF (ciphertext hiding)", "absent": "not in the view",
+          "unreadable": "read refused", "ciphertext": "ciphertext"}
+
+
+def _gpas(views: list[PageView], outcome: str) -> list[str]:
+    return [f"{v.gpa:#x}" for v in views if v.outcome == outcome][:5]
+
+
+def judge_pages(kind: str, views: dict[str, list[PageView]], evidence: dict[str, Any]) -> tuple[list[str], str]:
+    """(failures, what was proven) for the secret's pages in each method's view.
+
+    Raises DumpError when a method examined none of them, or (plain) never saw the secret there, or
+    (SEV/SEV-ES) could not read a page that must be readable: no verdict is possible then."""
+    failures: list[str] = []
+    proofs: list[str] = []
+    if not any(v.outcome != "not-examined" for vs in views.values() for v in vs):
+        raise DumpError(f"{kind}: no method could examine any of the pages that hold the secret "
+                        f"({ {m: tally(vs) for m, vs in views.items()} })", evidence=evidence)
+    for method, vs in sorted(views.items()):
+        seen = [v for v in vs if v.outcome != "not-examined"]
+        counts = tally(vs)
+        if not seen:
+            why = vs[0].detail if vs else "no pages"
+            proofs.append(f"{method}: not examined ({why})")
+            continue
+        n = len(seen)
+        if kind == "plain":
+            hits = counts.get("secret", 0)
+            if not hits:
+                raise DumpError(f"{CANNOT_SEE}: {method} did not show the secret at any of the {n} pages that hold "
+                                f"it in the plain guest ({counts})", evidence=evidence)
+            proofs.append(f"{method}: the host read the secret at {hits} of {n} pages that hold it (positive control)")
+            continue
+        if counts.get("secret"):
+            failures.append(f"{kind}: {method} reads the secret in plaintext at {counts['secret']} of its {n} pages "
+                            f"(gpa {_gpas(seen, 'secret')})")
+        if counts.get("plaintext"):
+            failures.append(f"{kind}: {method} reads unencrypted-looking data (entropy < {HIGH_ENTROPY} bits/byte) at "
+                            f"{counts['plaintext']} of the secret's {n} pages (gpa {_gpas(seen, 'plaintext')})")
+        if kind in ("sev", "sev-es"):
+            hidden = {k: v for k, v in counts.items() if k in ("zero", "ones", "absent", "unreadable")}
+            if hidden:
+                raise DumpError(f"{kind}: {method} does not show {sum(hidden.values())} of the secret's {n} pages "
+                                f"as data ({hidden}); they are private memory QEMU maps, so no verdict about them",
+                                evidence=evidence)
+            if not failures:
+                proofs.append(f"{method}: all {n} pages that hold the secret read as ciphertext-like data, never the "
+                              "secret: the host sees them only encrypted")
+            continue
+        if not failures:
+            said = ", ".join(f"{SNP_OK[k]} {c}" for k, c in sorted(counts.items()) if k in SNP_OK)
+            text = f"{method}: at the {n} pages that hold the secret the host saw {said}; no host view read the secret"
+            if not counts.get("ciphertext"):
+                text += " (not proven: that those pages are encrypted, since the host never saw their contents)"
+            proofs.append(text)
+    moved_n = sum(1 for vs in views.values() for v in vs if v.outcome == "not-examined" and "moved" in v.detail)
+    if moved_n:
+        proofs.append(f"{moved_n} page view(s) not examined: the copy moved in the guest during the reads")
+    return failures, "; ".join(proofs)

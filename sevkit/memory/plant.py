@@ -25,8 +25,16 @@ SECRET_LEN = 64
 COPIES = 256            # one per 4 KiB page of the planter's buffer
 
 # Runs in the guest (python3), shipped by sevkit.guestpy (base64-encoded).
+# Each copy sits at offset 64 of its own page of an anonymous mapping, so one copy = one page. The
+# mapping is MADV_NOHUGEPAGE: khugepaged would otherwise copy the pages into a huge page (new
+# physical pages) while the host reads. The guest-physical address of each copy comes from
+# /proc/self/pagemap (root sees PFNs: bits 54:0, bit 63 = present;
+# Documentation/admin-guide/mm/pagemap.rst); the tmpfs copies are mapped MAP_SHARED so their
+# page-cache pages show there too. mlock does not pin a physical page (compaction
+# may move it), so SIGUSR1 re-reads the addresses into /run/sevkit-plant-<tag>.gpas.json and the host
+# can tell whether a page moved during its reads.
 PLANTER = r'''
-import ctypes, hashlib, json, os, sys, time
+import ctypes, hashlib, json, mmap, os, signal, sys, time
 seed = bytes.fromhex(sys.argv[1]); copies = int(sys.argv[2]); tag = sys.argv[3]
 def expand(label, n):
     out = b""
@@ -43,16 +51,47 @@ try:
 except Exception as exc:
     mlock = "failed: %r" % (exc,)
 page = 4096
-buf = bytearray(copies * page)
+buf = mmap.mmap(-1, copies * page, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+thp = "default"
+try:
+    buf.madvise(mmap.MADV_NOHUGEPAGE)
+    thp = "MADV_NOHUGEPAGE"
+except (AttributeError, OSError) as exc:
+    thp = "madvise failed: %r" % (exc,)
+base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
 for i in range(copies):
-    buf[i * page + 64:i * page + 64 + len(secret)] = secret
+    at = i * page + 64
+    buf[at:at + len(secret)] = secret
 shm = "/dev/shm/sevkit-secret-%s.bin" % tag
 with open(shm, "wb") as fh:
-    fh.write(bytes(buf))
-with open(shm, "rb") as fh:
-    in_file = fh.read().count(secret)
-status = {"pid": os.getpid(), "copies_anon": bytes(buf).count(secret), "copies_tmpfs": in_file,
-          "tmpfs_file": shm, "secret_sha256": hashlib.sha256(secret).hexdigest(), "mlockall": mlock}
+    fh.write(buf[:])
+fh_map = open(shm, "r+b")
+mm = mmap.mmap(fh_map.fileno(), copies * page, mmap.MAP_SHARED)
+mbase = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+in_file = mm[:].count(secret)
+anon_va = [base + i * page + 64 for i in range(copies)]
+shm_va = [mbase + i * page + 64 for i in range(copies)]
+def gpas(vas):
+    out = []
+    with open("/proc/self/pagemap", "rb") as pm:
+        for va in vas:
+            pm.seek(va // page * 8)
+            e = int.from_bytes(pm.read(8), "little")
+            pfn = e & ((1 << 55) - 1)
+            out.append(pfn * page + va % page if e >> 63 and pfn else None)
+    return out
+def where():
+    return {"anon_gpas": gpas(anon_va), "tmpfs_gpas": gpas(shm_va)}
+def on_usr1(signum, frame):
+    tmp = "/run/sevkit-plant-%s.gpas.json.tmp" % tag
+    with open(tmp, "w") as fh:
+        json.dump(dict(where(), at=time.time()), fh)
+    os.rename(tmp, "/run/sevkit-plant-%s.gpas.json" % tag)
+signal.signal(signal.SIGUSR1, on_usr1)
+status = {"pid": os.getpid(), "copies_anon": buf[:].count(secret), "copies_tmpfs": in_file, "anon_thp": thp,
+          "tmpfs_file": shm, "secret_sha256": hashlib.sha256(secret).hexdigest(), "mlockall": mlock,
+          "secret_offset_in_page": 64}
+status.update(where())
 tmp = "/run/sevkit-plant-%s.json.tmp" % tag
 with open(tmp, "w") as fh:
     json.dump(status, fh)
@@ -112,11 +151,28 @@ class Planted:
     tmpfs_file: str
     mlockall: str
     plant_seconds: float
+    # Guest-physical address of each copy (None: the guest's pagemap showed no page), per holder.
+    anon_gpas: tuple[int | None, ...] = ()
+    tmpfs_gpas: tuple[int | None, ...] = ()
+    anon_thp: str = ""      # MADV_NOHUGEPAGE on the buffer, or why not
+
+    @property
+    def pages(self) -> dict[int, str]:
+        """Page-aligned gpa -> holder ("anon" / "tmpfs") of every copy the guest located."""
+        out: dict[int, str] = {}
+        for holder, gpas in (("anon", self.anon_gpas), ("tmpfs", self.tmpfs_gpas)):
+            for g in gpas:
+                if g is not None:
+                    out.setdefault(g & ~0xFFF, holder)
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {"tag": self.secret.tag, "needle_sha256": self.secret.needle_sha256,
                 "needle_len": self.secret.length, "guest_pid": self.pid, "copies_anon": self.copies_anon,
                 "copies_tmpfs": self.copies_tmpfs, "tmpfs_file": self.tmpfs_file, "mlockall": self.mlockall,
+                "anon_thp": self.anon_thp,
+                "copies_located": {"anon": sum(g is not None for g in self.anon_gpas),
+                                   "tmpfs": sum(g is not None for g in self.tmpfs_gpas)},
                 "plant_seconds": round(self.plant_seconds, 3)}
 
 
@@ -156,7 +212,35 @@ def plant(shell: Shell, secret: Secret, *, copies: int = COPIES, timeout: float 
         raise GuestError(f"the planter could not lock its copies in RAM (mlockall: {st.get('mlockall')})",
                          evidence=st)
     return Planted(secret, int(st["pid"]), int(st["copies_anon"]), int(st["copies_tmpfs"]),
-                   str(st["tmpfs_file"]), str(st["mlockall"]), deadline.elapsed)
+                   str(st["tmpfs_file"]), str(st["mlockall"]), deadline.elapsed,
+                   _gpas(st.get("anon_gpas")), _gpas(st.get("tmpfs_gpas")), str(st.get("anon_thp", "")))
+
+
+def _gpas(value: Any) -> tuple[int | None, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(int(v) if isinstance(v, int) and v > 0 else None for v in value)
+
+
+def relocate(shell: Shell, planted: Planted, *, timeout: float = 30.0) -> tuple[tuple[int | None, ...],
+                                                                                 tuple[int | None, ...]]:
+    """The copies' guest-physical addresses now (the planter re-reads its pagemap on SIGUSR1)."""
+    deadline = Deadline(timeout)
+    path = f"/run/sevkit-plant-{planted.secret.tag}.gpas.json"
+    shell.run(f"rm -f {path}; kill -USR1 {planted.pid}", timeout=deadline.cap(10.0)).check()
+    while True:
+        text = shell.run(f"cat {path} 2>/dev/null || true", timeout=deadline.cap(30.0)).stdout.strip()
+        if text.startswith("{"):
+            break
+        if deadline.expired:
+            raise GuestError(f"the planter did not re-read its page addresses within {timeout:.0f}s",
+                             evidence={"file": path})
+        shell.run("sleep 0.3", timeout=deadline.cap(10.0))
+    try:
+        st = json.loads(text[text.index("{"):text.rindex("}") + 1])
+    except ValueError:
+        raise GuestError("the planter's page addresses are not JSON", evidence={"text": text[:300]}) from None
+    return _gpas(st.get("anon_gpas")), _gpas(st.get("tmpfs_gpas"))
 
 
 def unplant(shell: Shell, planted: Planted, timeout: float = 30.0) -> None:
@@ -164,4 +248,4 @@ def unplant(shell: Shell, planted: Planted, timeout: float = 30.0) -> None:
     never reused)."""
     tag = planted.secret.tag
     shell.run(f"kill {planted.pid} 2>/dev/null; rm -f {planted.tmpfs_file} /run/sevkit-plant-{tag}.json "
-              f"/run/sevkit-plant-{tag}.py", timeout=timeout)
+              f"/run/sevkit-plant-{tag}.gpas.json /run/sevkit-plant-{tag}.py", timeout=timeout)

@@ -462,33 +462,46 @@ def scan_stream(stream: BinaryIO, needles: Iterable[bytes], *, chunk_size: int =
     return sc.result()
 
 
-# --- ELF64 dumps (QEMU dump-guest-memory, paging=false) ---------------------------------
+# --- ELF dumps (QEMU dump-guest-memory, paging=false; ELF32 or ELF64) ---------------------------------
 
 PT_LOAD = 1
 PN_XNUM = 0xFFFF
 
 
 def elf_segments(head: bytes | mmap.mmap, file_size: int) -> list[Segment] | None:
-    """PT_LOAD segments of an ELF64 little-endian file, or None when it is not an ELF.
+    """PT_LOAD segments of an ELF32 or ELF64 little-endian file, or None when it is not an ELF.
 
+    QEMU picks the class per dump (target/i386/arch_dump.c cpu_get_dump_info()): ELFCLASS64 when the
+    first vCPU is in long mode (HF_LMA) or a RAM block ends above 4 GiB, else ELFCLASS32. An SEV-ES/SNP
+    guest's vCPU state is encrypted, so QEMU sees no long mode and a small guest's dump is ELF32.
     Raises InputError for an ELF whose headers are truncated or inconsistent.
     """
-    if len(head) < 64 or head[:4] != b"\x7fELF":
+    if len(head) < 52 or head[:4] != b"\x7fELF":
         return None
-    if head[4] != 2 or head[5] != 1:
-        raise InputError("scan: only ELF64 little-endian dumps are supported")
-    e_phoff, e_shoff = struct.unpack_from("<QQ", head, 0x20)
-    e_phentsize, e_phnum = struct.unpack_from("<HH", head, 0x36)
+    if head[5] != 1 or head[4] not in (1, 2):
+        raise InputError("scan: only little-endian ELF32/ELF64 dumps are supported")
+    if head[4] == 2:   # Elf64_Ehdr / Elf64_Phdr (56 bytes) / Elf64_Shdr.sh_info at 0x2c
+        if len(head) < 64:
+            raise InputError("scan: ELF64 header truncated")
+        e_phoff, e_shoff = struct.unpack_from("<QQ", head, 0x20)
+        e_phentsize, e_phnum = struct.unpack_from("<HH", head, 0x36)
+        phdr, shentsize, sh_info_at, entsize = "<IIQQQQ", 64, 0x2C, 56
+    else:              # Elf32_Ehdr / Elf32_Phdr (32 bytes) / Elf32_Shdr.sh_info at 0x1c
+        e_phoff, e_shoff = struct.unpack_from("<II", head, 0x1C)
+        e_phentsize, e_phnum = struct.unpack_from("<HH", head, 0x2A)
+        phdr, shentsize, sh_info_at, entsize = "<IIIIII", 40, 0x1C, 32
     if e_phnum == PN_XNUM:   # the real count is in section header 0's sh_info (QEMU uses this)
-        if e_shoff + 64 > file_size:
+        if e_shoff + shentsize > min(file_size, len(head)):
             raise InputError("scan: ELF dump truncated (section header 0 missing)")
-        (e_phnum,) = struct.unpack_from("<I", head, e_shoff + 0x2C)
-    if e_phentsize != 56 or e_phoff + e_phnum * 56 > min(file_size, len(head)):
+        (e_phnum,) = struct.unpack_from("<I", head, e_shoff + sh_info_at)
+    if e_phentsize != entsize or e_phoff + e_phnum * entsize > min(file_size, len(head)):
         raise InputError(f"scan: ELF dump truncated or malformed (e_phoff={e_phoff}, e_phnum={e_phnum})")
     segs: list[Segment] = []
     for i in range(e_phnum):
-        p_type, _flags, p_offset, _vaddr, p_paddr, p_filesz = struct.unpack_from(
-            "<IIQQQQ", head, e_phoff + i * 56)
+        if entsize == 56:
+            p_type, _flags, p_offset, _vaddr, p_paddr, p_filesz = struct.unpack_from(phdr, head, e_phoff + i * 56)
+        else:
+            p_type, p_offset, _vaddr, p_paddr, p_filesz, _memsz = struct.unpack_from(phdr, head, e_phoff + i * 32)
         if p_type == PT_LOAD and p_filesz:
             segs.append(Segment(p_offset, p_paddr, p_filesz))
     return segs

@@ -13,7 +13,7 @@ from typing import Any
 
 from fixtures.memory import MemoryProbe, summary
 from sevkit.evidence import ArtifactDir
-from sevkit.memory.judge import CANNOT_SEE, judge_confidential, judge_registers
+from sevkit.memory.judge import CANNOT_SEE, judge_confidential, judge_pages, judge_registers
 from sevkit.qemu.machine import GuestVM
 
 
@@ -21,21 +21,29 @@ def test_secret_not_readable_from_host(guest: GuestVM, memory_control: dict[str,
                                        memory_probe: Callable[[GuestVM], MemoryProbe],
                                        artifacts: ArtifactDir) -> None:
     """A secret derived inside the guest and held in its private memory (mlock'ed anonymous pages
-    and tmpfs page cache) is not found in the host's view of guest memory, and the readable private
-    pages look like ciphertext. The plain guest is the positive control (>= 1 hit there); the
-    never-planted control needle is found nowhere.
+    and tmpfs page cache) is not found in the host's view of guest memory. The guest reports the
+    guest-physical pages that hold its copies, and the host examines exactly those pages through
+    procmem, dump-guest-memory (ELF) and pmemsave:
+    plain: the secret is there (the positive control); SEV/SEV-ES: the pages are readable, look like
+    ciphertext and never show the secret; SEV-SNP: per page, what the host saw (zero-filled, 0xFF,
+    not in the view, read refused, ciphertext) and never the secret; the evidence's "proven" says
+    what that shows ("no host view read the secret" is not "the pages are encrypted").
+    The never-planted control needle is found nowhere.
     Spec: sev-facts.md §8.7 (SEV/SEV-ES: ciphertext; SEV-SNP with guest_memfd: not mapped)."""
     kind = guest.spec.kind
     if kind == "plain":
         artifacts.write_json("memory-scan.json", memory_control)
         assert memory_control["needle_hits"] >= 1, CANNOT_SEE
         assert memory_control["control_hits"] == 0
+        assert memory_control["proven"], "the positive control examined no page of the secret"
         return
     probe = memory_probe(guest)
     planted, ms = probe.plant_and_scan(dump_method)
     evidence = summary(planted, ms, role=f"{kind} guest", positive_control=memory_control["scan"]["method"])
-    artifacts.write_json("memory-scan.json", evidence)
     failures = judge_confidential(kind, ms, planted.secret.needle, planted.secret.control, evidence)
+    page_failures, evidence["proven"] = judge_pages(kind, ms.page_views, evidence)
+    artifacts.write_json("memory-scan.json", evidence)
+    failures += page_failures
     assert not failures, "; ".join(failures)
 
 

@@ -137,7 +137,8 @@ def make_raw(*, vendor: str = "AuthenticAMD", brand: str = "AMD EPYC 9354 32-Cor
              qemu_objects: tuple[str, ...] = ("sev-guest", "sev-snp-guest", "memory-backend-memfd"),
              ovmf: tuple[str | dict[str, Any], ...] = ("/usr/share/OVMF/OVMF.amdsev.fd",), euid: int = 0,
              cpuinfo_flags: str = "fpu sme sev sev_es sev_snp", microcode: str = "0xa101148",
-             vmsa_features: int | dict[str, Any] | None = None) -> RawInputs:
+             vmsa_features: int | dict[str, Any] | None = None, rmp_cfg: int | None = None,
+             leaf_25: tuple[int, int, int, int] | None = None) -> RawInputs:
     """A collector-shaped dict. Defaults: a healthy SNP host (SYNTHETIC values, Genoa-like). ``ovmf``: paths
     (each a synthetic full-capability image, see ovmf_image) or ready collector entries."""
     if kvm_params is None:
@@ -150,6 +151,8 @@ def make_raw(*, vendor: str = "AuthenticAMD", brand: str = "AMD EPYC 9354 32-Cor
         leaves[f"0x{0x80000002 + i:08x}"] = regs
     if leaf_1f is not None:
         leaves["0x8000001f"] = list(leaf_1f)
+    if leaf_25 is not None:
+        leaves["0x80000025"] = list(leaf_25)
     cpuid: dict[str, Any] = {"source": "/dev/cpu/0/cpuid", "leaves": leaves}
     if cpuid_error:
         cpuid = {"source": "/dev/cpu/0/cpuid", **cpuid_error}
@@ -158,6 +161,8 @@ def make_raw(*, vendor: str = "AuthenticAMD", brand: str = "AMD EPYC 9354 32-Cor
         "0xc0010015": {"name": "HWCR", "value": 1},
         "0xc0010132": {"name": "RMP_BASE", "value": rmp[0]},
         "0xc0010133": {"name": "RMP_END", "value": rmp[1]}}}
+    if rmp_cfg is not None:
+        msr["values"]["0xc0010136"] = {"name": "RMP_CFG", "value": rmp_cfg}
     if msr_error:
         msr = {"source": "/dev/cpu/0/msr", **msr_error}
     files: dict[str, Any] = {

@@ -8,6 +8,7 @@ report full coverage, and leave no dump file; a dump into a full folder must fai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -77,27 +78,34 @@ class BareQemu:
     ram_bytes: int
 
 
-@pytest.fixture(scope="module")
-def bare_qemu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BareQemu]:
+@contextlib.contextmanager
+def _bare(d: Path, ram_mib: int, gpas: tuple[int, ...], pflash: Path | None = None) -> Iterator[BareQemu]:
     if shutil.which("qemu-system-x86_64") is None:
         pytest.fail("qemu-system-x86_64 is not installed (scripts/host-deps.sh installs it)")
-    d = tmp_path_factory.mktemp("bareqemu")
     needle = os.urandom(64)
     (d / "needle.bin").write_bytes(needle)
-    argv = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-m", str(RAM_MIB), "-nodefaults",
-            "-display", "none", "-no-user-config", "-S", "-qmp", f"unix:{d}/qmp.sock,server=on,wait=off",
-            "-device", f"loader,file={d}/needle.bin,addr={LOW_GPA:#x}",
-            "-device", f"loader,file={d}/needle.bin,addr={HIGH_GPA:#x}"]
+    argv = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-m", str(ram_mib), "-nodefaults",
+            "-display", "none", "-no-user-config", "-S", "-qmp", f"unix:{d}/qmp.sock,server=on,wait=off"]
+    for gpa in gpas:
+        argv += ["-device", f"loader,file={d}/needle.bin,addr={gpa:#x}"]
+    if pflash is not None:   # firmware in pflash (as SEV/SEV-ES guests boot), not a BIOS ROM ending at 4 GiB
+        argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={pflash}"]
     proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     qmp = None
     try:
         qmp = LegacyQmp(d / "qmp.sock")
-        yield BareQemu(proc.pid, qmp, needle, RAM_MIB << 20)
+        yield BareQemu(proc.pid, qmp, needle, ram_mib << 20)
     finally:
         if qmp is not None:
             qmp.close()
         os.killpg(proc.pid, signal.SIGKILL)   # our own session: the whole group
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def bare_qemu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BareQemu]:
+    with _bare(tmp_path_factory.mktemp("bareqemu"), RAM_MIB, (LOW_GPA, HIGH_GPA)) as q:
+        yield q
 
 
 @pytest.fixture
@@ -127,6 +135,41 @@ def test_method_finds_needles_at_exact_gpas(bare_qemu: BareQemu, scratch: Path, 
     if method == "pmemsave":   # the low range's file offset is its gpa
         low = [h for h in ms.hits(bare_qemu.needle) if h.gpa == LOW_GPA]
         assert low[0].offset == LOW_GPA
+
+
+@pytest.mark.parametrize("method", D.METHODS)
+def test_each_view_of_exact_pages(bare_qemu: BareQemu, scratch: Path, method: str) -> None:
+    """The secret's pages (here: the loader's needle pages, below and above 4 GiB) in each method's view,
+    both inside a full scan and on their own; a page next to them reads as zeros, one in the PCI hole is absent."""
+    pages = {LOW_GPA: "anon", HIGH_GPA: "tmpfs", LOW_GPA + 0x1000: "anon", 0xC0000000: "anon"}   # PCI hole
+    want = [(LOW_GPA, "secret"), (LOW_GPA + 0x1000, "zero"), (0xC0000000, "absent"), (HIGH_GPA, "secret")]
+    ms = D.acquire_and_scan(method, qmp=bare_qemu.qmp, pid=bare_qemu.pid, ram_bytes=bare_qemu.ram_bytes,
+                            needles=[bare_qemu.needle], folder=scratch / "dumps", pages=pages)
+    assert [(v.gpa, v.outcome) for v in ms.page_views[method]] == want
+    alone = D.examine_pages(method, qmp=bare_qemu.qmp, pid=bare_qemu.pid, ram_bytes=bare_qemu.ram_bytes,
+                            pages=pages, needle=bare_qemu.needle, folder=scratch / "pages")
+    assert [(v.gpa, v.outcome) for v in alone] == want
+    assert list((scratch / "pages").glob("*")) == [] if (scratch / "pages").exists() else True
+
+
+def test_small_guest_at_reset_dumps_as_elf32(tmp_path_factory: pytest.TempPathFactory, scratch: Path) -> None:
+    """QEMU writes ELFCLASS32 when the first vCPU is not in long mode and no RAM block ends above 4 GiB
+    (target/i386/arch_dump.c cpu_get_dump_info(); an SEV-ES guest looks like that because its vCPU state is
+    encrypted). Firmware in pflash is not a RAM block (a BIOS ROM would end at 4 GiB and force ELF64), as
+    for SEV/SEV-ES guests. The scanner reads it: the needle is found at its gpa."""
+    code = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+    if not code.is_file():
+        pytest.fail(f"{code} missing (scripts/host-deps.sh installs ovmf)")
+    with _bare(tmp_path_factory.mktemp("bare32"), 256, (LOW_GPA,), pflash=code) as q:
+        path = D.dump_elf(q.qmp, scratch, q.ram_bytes)
+        try:
+            assert path.read_bytes()[:5] == b"\x7fELF\x01"   # ELFCLASS32, written by this QEMU
+        finally:
+            D.remove_dumps([path])
+        ms = D.acquire_and_scan("elf", qmp=q.qmp, pid=q.pid, ram_bytes=q.ram_bytes, needles=[q.needle],
+                                folder=scratch / "d", pages={LOW_GPA: "anon"})
+        assert [h.gpa for h in ms.hits(q.needle)] == [LOW_GPA]
+        assert [v.outcome for v in ms.page_views["elf"]] == ["secret"]
 
 
 def test_keep_dumps_leaves_0600_files(bare_qemu: BareQemu, scratch: Path) -> None:

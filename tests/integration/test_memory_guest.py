@@ -20,7 +20,7 @@ from sevkit.evidence import ArtifactDir
 from sevkit.image import find_image
 from sevkit.image.credentials import make_credentials
 from sevkit.memory import dump as D
-from sevkit.memory.plant import Planted, Secret, plant, unplant
+from sevkit.memory.plant import Planted, Secret, plant, relocate, unplant
 from sevkit.memory.registers import read_registers
 from sevkit.qemu.firmware import find_pflash
 from sevkit.qemu.machine import GuestAccess, GuestVM
@@ -92,6 +92,31 @@ def test_three_methods_agree_on_the_secret_gpas(plain_vm: GuestVM, planted: Plan
     # and the ELF's offsets are file offsets, mapped through PT_LOAD (never equal to the gpa here)
     assert all(h.offset != h.gpa for h in scans["elf"].hits(s.needle))
     assert not (tmp_path / "dumps").exists() or list((tmp_path / "dumps").iterdir()) == []
+
+
+def test_secret_pages_seen_by_every_method(plain_vm: GuestVM, planted: Planted, tmp_path: Path) -> None:
+    """The guest names the pages that hold its copies (pagemap); in the plain guest every method shows
+    the secret at every one of them, and those pages are among the full scan's hits."""
+    s = planted.secret
+    qmp, pid = plain_vm.qmp, plain_vm.pid
+    assert qmp is not None and pid is not None
+    pages = planted.pages
+    assert len(pages) == planted.copies_anon + planted.copies_tmpfs, planted.to_json()
+    qmp.execute("stop")
+    try:
+        views = {m: D.examine_pages(m, qmp=qmp, pid=pid, ram_bytes=RAM_MIB << 20, pages=pages, needle=s.needle,
+                                    folder=tmp_path / "p") for m in D.METHODS}
+        full = D.acquire_and_scan("procmem", qmp=qmp, pid=pid, ram_bytes=RAM_MIB << 20, needles=[s.needle],
+                                  folder=tmp_path / "f")
+    finally:
+        qmp.execute("cont")
+    for m, vs in views.items():
+        assert [v.gpa for v in vs] == sorted(pages), m
+        assert all(v.outcome == "secret" for v in vs), (m, [v.to_json() for v in vs if v.outcome != "secret"][:5])
+    assert set(pages) <= {h.gpa & ~0xFFF for h in full.hits(s.needle) if h.gpa is not None}
+    anon, tmpfs = relocate(plain_vm.ssh, planted)
+    assert (anon, tmpfs) == (planted.anon_gpas, planted.tmpfs_gpas)   # nothing moved in between
+    print(f"{len(pages)} pages, e.g. {[v.to_json() for v in views['elf'][:2]]}")
 
 
 def test_elf_gpa_bytes_in_a_kept_pmemsave_file(plain_vm: GuestVM, planted: Planted, tmp_path: Path) -> None:

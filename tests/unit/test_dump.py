@@ -18,6 +18,7 @@ import pytest
 
 from sevkit.errors import DumpError, QmpError
 from sevkit.memory import dump as D
+from sevkit.memory import gmem as G
 from sevkit.memory import plant as P
 from sevkit.memory.registers import RegisterView, parse_registers
 from sevkit.results import CommandResult
@@ -173,10 +174,22 @@ def test_procmem_default_and_unreadable_pid() -> None:
         D.scan_procmem(2 ** 22 + 12345, FakeQmp(), D.ram_ranges(MiB), [NEEDLE])
 
 
-def test_guest_memfd_private_view() -> None:
-    assert D.private_memory_view("sev-snp", "6.11.0-snp")[0] is False
-    assert D.private_memory_view("sev-snp", "6.8.0")[0] is True
-    assert D.private_memory_view("sev-es", "6.18.1")[0] is True
+def test_guest_memfd_decided_from_the_qemu_process(tmp_path: Path) -> None:
+    """virt/kvm/guest_memfd.c __kvm_gmem_create(): anon_inode_create_getfile("[kvm-gmem]", ...) -> the fd
+    link reads "anon_inode:[kvm-gmem]". SYNTHETIC /proc tree: fd links with the kernel's exact names."""
+    fd = tmp_path / "4242" / "fd"
+    fd.mkdir(parents=True)
+    for n, target in ((0, "/dev/null"), (11, "anon_inode:kvm-vm"), (12, "anon_inode:[kvm-gmem]"),
+                      (13, "/memfd:ram (deleted)")):
+        (fd / str(n)).symlink_to(target)
+    assert G.guest_memfds(4242, tmp_path) == ["12 -> anon_inode:[kvm-gmem]"]
+    readable, why = G.private_memory_view("sev-snp", 4242, tmp_path)
+    assert readable is False and "anon_inode:[kvm-gmem]" in why and "pid 4242" in why
+    (fd / "12").unlink()
+    assert G.private_memory_view("sev-snp", 4242, tmp_path)[0] is True    # SNP without guest_memfd
+    assert G.private_memory_view("sev-es", os.getpid())[0] is True        # this process: real /proc, none
+    with pytest.raises(DumpError, match="cannot list"):
+        G.guest_memfds(2 ** 22 + 12345)
     cov = D.Coverage("procmem", MiB, [D.RamRange(0, MiB)], private_readable=False)
     assert not cov.complete and cov.to_json()["private_memory_readable_by_host"] is False
 
@@ -253,6 +266,13 @@ def test_plant_locally_for_real() -> None:
         assert planted.copies_anon == 32 and planted.copies_tmpfs == 32
         assert Path(planted.tmpfs_file).read_bytes().count(s.needle) == 32
         os.kill(planted.pid, 0)   # still alive after the shell returned
+        # the copies' physical pages from the planter's own pagemap (root sees PFNs), one page per copy,
+        # and SIGUSR1 reads them again (nothing moved in between here)
+        if os.geteuid() == 0:
+            assert len(planted.anon_gpas) == 32 and all(g is not None and g % 4096 == 64 for g in planted.anon_gpas)
+            assert len(planted.tmpfs_gpas) == 32 and all(g is not None for g in planted.tmpfs_gpas)
+            assert len(planted.pages) == 64 and set(planted.pages.values()) == {"anon", "tmpfs"}
+            assert P.relocate(shell, planted) == (planted.anon_gpas, planted.tmpfs_gpas)
         # the secret never crossed the shell: only the seed and the script did
         assert not any(s.needle.hex() in c or s.needle[:16].hex() in c for c in shell.sent)
     finally:
@@ -267,7 +287,7 @@ def test_plant_locally_for_real() -> None:
 
 def test_guest_memfd_coverage_names_the_unreadable_ranges(child_ram: tuple[int, int, int], tmp_path: Path) -> None:
     pid, addr, size = child_ram
-    readable, why = D.private_memory_view("sev-snp", "6.12.0")
+    readable, why = False, "SYNTHETIC: QEMU holds guest_memfd descriptors (12 -> anon_inode:[kvm-gmem])"
     ms = D.acquire_and_scan("procmem", qmp=FakeQmp(hva=addr), pid=pid, ram_bytes=size, needles=[NEEDLE],
                             folder=tmp_path, private_readable=readable, private_reason=why)
     cov = ms.coverage.to_json()

@@ -105,6 +105,11 @@ EXPECTED: dict[str, Exp] = {
         extra={"kvm_params": {"SEV": True, "SEV-ES": False, "SEV-SNP": False}}),
     "dmesg-host/amdsev-97_milan_5.14.0-rc2-snp-host_snp-api-1.51.txt": Exp(
         H, "-YYY", fw(snp=("1.51", 3)), asids(410, 99, 99)),
+    # segmented RMP (Turin): RMP_END = 0 is the layout, not "no RMP" (issue 9 §6)
+    "dmesg-host/amdsev-readme_turin-segmented-rmp_snp-api-1.58_asids-1-98.txt": Exp(
+        H, "-YYY", fw(snp=("1.58", 5)), {"SEV-SNP": 98},
+        extra={"rmp_range": ["0x9ba00000", "0x9ba05000"], "asid_ranges": {"SEV-SNP": [1, 98]},
+               "kvm_params": {"SEV": True, "SEV-ES": True, "SEV-SNP": True}}),
     "dmesg-host/coconut-svsm-409_host_pci-03.00.5_snp-api-1.55-build-24_snp-ok-1006.txt": Exp(
         H, "-YYY", fw(("1.55", 24), ("1.55", 24)), asids(907, 99, 99)),
     "dmesg-host/coconut-svsm-INSTALL.md_host_snp-api-1.51-build-3_382-127.txt": Exp(

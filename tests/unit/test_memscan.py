@@ -179,6 +179,52 @@ def test_elf_offsets_map_to_guest_physical(tmp_path: Path, xnum: bool) -> None:
         assert f.read_bytes()[h.offset:h.offset + 24] == NEEDLE
 
 
+def make_elf32(segments: list[tuple[int, bytes]], *, xnum: bool = False, notes: bytes = b"NOTE" * 8) -> bytes:
+    """SYNTHETIC: a minimal ELF32 core as QEMU writes one when the first vCPU is not in long mode and no RAM
+    block ends above 4 GiB (target/i386/arch_dump.c cpu_get_dump_info(); dump/dump.c write_elf32_load()):
+    Elf32_Ehdr (52 bytes), Elf32_Phdr (32 bytes), EM_386, e_phnum PN_XNUM
+    with the count in section header 0's sh_info when asked."""
+    phnum = 1 + len(segments)
+    phoff = 52
+    shoff = phoff + phnum * 32
+    data_off = shoff + (40 if xnum else 0)
+    out = bytearray(data_off)
+    out[0:16] = b"\x7fELF\x01\x01\x01" + bytes(9)
+    struct.pack_into("<HHIIIIIHHHHHH", out, 16, 4, 3, 1, 0, phoff, shoff if xnum else 0, 0, 52, 32,
+                     0xFFFF if xnum else phnum, 40, 1 if xnum else 0, 0)
+    if xnum:   # Elf32_Shdr: sh_info (offset 0x1c) carries the real program-header count
+        struct.pack_into("<IIIIIIIIII", out, shoff, 0, 0, 0, 0, 0, 0, 0, phnum, 0, 0)
+    body = bytearray(notes)
+    struct.pack_into("<IIIIIIII", out, phoff, 4, data_off, 0, 0, len(notes), len(notes), 0, 0)  # PT_NOTE
+    for i, (gpa, blob) in enumerate(segments):
+        off = data_off + len(body)
+        struct.pack_into("<IIIIIIII", out, phoff + (i + 1) * 32, 1, off, gpa, gpa, len(blob), len(blob), 6, 0)
+        body += blob
+    return bytes(out + body)
+
+
+@pytest.mark.parametrize("xnum", [False, True])
+def test_elf32_dump_maps_to_guest_physical(tmp_path: Path, xnum: bool) -> None:
+    """An SEV-ES guest's dump-guest-memory can be ELF32 (QEMU >= 9.1: encrypted vCPU state, no LMA seen)."""
+    low = bytearray(rnd(0xA0000, seed=4))
+    low[0x2345:0x2345 + 24] = NEEDLE
+    high = bytearray(rnd(0x30000, seed=5))
+    high[0x100:0x100 + 24] = NEEDLE
+    f = tmp_path / "dump32.elf"
+    f.write_bytes(make_elf32([(0, bytes(low)), (0x100000, bytes(high))], xnum=xnum))
+    res = S.scan_file(f, [NEEDLE])
+    assert res.segments is not None and [(s.gpa, s.size) for s in res.segments] == [(0, 0xA0000), (0x100000, 0x30000)]
+    assert [h.gpa for h in res.hits] == [0x2345, 0x100100]
+    (tmp_path / "h32.elf").write_bytes(make_elf32([(0, rnd(0x1000))])[:60])   # program headers cut short
+    with pytest.raises(InputError, match="truncated"):
+        S.scan_file(tmp_path / "h32.elf", [NEEDLE])
+    big = bytearray(make_elf32([(0, rnd(0x1000))]))
+    big[5] = 2                                                                  # big-endian: refused
+    (tmp_path / "be.elf").write_bytes(bytes(big))
+    with pytest.raises(InputError, match="little-endian"):
+        S.scan_file(tmp_path / "be.elf", [NEEDLE])
+
+
 def test_elf_hit_in_notes_has_no_gpa(tmp_path: Path) -> None:
     f = tmp_path / "d.elf"
     f.write_bytes(make_elf([(0x1000, rnd(8192))], notes=NEEDLE + bytes(8)))
