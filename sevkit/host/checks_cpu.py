@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from functools import partial
 
+from ..logs.dmesg import parse_host_dmesg
 from ..memencrypt import LEAF, SOURCE, EaxBit, MemEncryptInfo, regs_text
 from ..vocab import FEATURE_CHAIN, FEATURES, Feature, dependents
-from ..logs.dmesg import parse_host_dmesg
 from . import cpu
 from .checkdef import Checks, Context, Meta, Outcome, ev
 from .report import Evidence

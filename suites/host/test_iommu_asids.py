@@ -36,6 +36,6 @@ def test_asid_misc_cgroup(host_check: HostCheck) -> None:
 def test_asid_sev_plain(host_check: HostCheck) -> None:
     """ASIDs left for plain SEV guests [SEV].
 
-    Ref: sev-facts §1.2 (CPUID Fn8000_001F EDX); arch/x86/kvm/svm/sev.c sev_hardware_setup() 'SEV unusable'.
+    Ref: sev-facts §1.2 EDX; arch/x86/kvm/svm/sev.c sev_hardware_setup() 'SEV unusable'.
     """
     host_check("asid.sev_plain")

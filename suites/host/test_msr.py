@@ -26,9 +26,9 @@ def test_msr_syscfg_snpen(host_check: HostCheck) -> None:
 
 
 def test_msr_rmp(host_check: HostCheck) -> None:
-    """RMP table reserved (RMP_BASE/RMP_END) [SEV-SNP].
+    """RMP table reserved (RMP_BASE/RMP_END, or RMP_CFG for a segmented RMP) [SEV-SNP].
 
-    Ref: sev-facts §2.1; snphost 'Read RMP tables'.
+    Ref: sev-facts §2.1; snphost 'Read RMP tables'; arch/x86/virt/svm/sev.c snp_probe_rmptable_info().
     """
     host_check("msr.rmp")
 
@@ -36,6 +36,6 @@ def test_msr_rmp(host_check: HostCheck) -> None:
 def test_msr_rmp_coverage(host_check: HostCheck) -> None:
     """RMP covers installed memory [SEV-SNP].
 
-    Ref: sev-facts §3.4; AMDSEV#226.
+    Ref: sev-facts §3.4; AMDSEV#226; arch/x86/virt/svm/sev.c setup_contiguous_rmptable(), setup_segmented_rmptable().
     """
     host_check("msr.rmp_coverage")

@@ -15,8 +15,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from helpers.memdumps import CHILD, FakeQmp
 
-from sevkit.errors import DumpError, QmpError
+from sevkit.errors import DumpError
 from sevkit.memory import dump as D
 from sevkit.memory import gmem as G
 from sevkit.memory import plant as P
@@ -46,32 +47,6 @@ def test_mapped_spans_reports_holes() -> None:
 
 
 # --- space checks and failures ---------------------------------------------------------------
-
-class FakeQmp:
-    """Answers like QEMU 7.2; ``fail`` makes a command fail; records every call."""
-
-    def __init__(self, hva: int = 0, fail: str = "", dump_error: str = "") -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.hva, self.fail, self.dump_error = hva, fail, dump_error
-
-    def execute(self, cmd: str, args: Mapping[str, object] | None = None, timeout: float = 30.0) -> Any:
-        self.calls.append((cmd, dict(args or {})))
-        if cmd == self.fail:
-            raise QmpError(f"QMP {cmd} failed: GenericError: injected", evidence={"command": cmd})
-        if cmd == "human-monitor-command":
-            line = str((args or {})["command-line"])
-            if line.startswith("gpa2hva"):
-                gpa = int(line.split()[1], 16)
-                return f"Host virtual address for {gpa:#x} (pc.ram) is {self.hva + gpa:#x}\r\n"
-        if cmd == "dump-guest-memory":   # write a partial file, as QEMU does before failing
-            Path(str(args["protocol"]).removeprefix("file:")).write_bytes(b"\x7fELF partial")  # type: ignore[index]
-        return {}
-
-    def event_wait(self, name: str, timeout: float) -> dict[str, Any]:
-        if self.dump_error:
-            return {"event": name, "data": {"result": {"status": "failed"}, "error": self.dump_error}}
-        return {"event": name, "data": {"result": {"status": "completed"}}}
-
 
 def statvfs_with(free: int) -> Any:
     return lambda _p: SimpleNamespace(f_bavail=free // 4096, f_frsize=4096)
@@ -127,16 +102,6 @@ def test_not_an_elf_is_a_dump_error_and_file_removed(tmp_path: Path) -> None:
 
 # --- /proc/<pid>/mem on a real process ------------------------------------------------------
 
-CHILD = r"""
-import ctypes, mmap, sys
-size = int(sys.argv[2])
-m = mmap.mmap(-1, size)
-needle = bytes.fromhex(sys.argv[1])
-for off in (0, 3 * 4096 - 10, size // 2, size - len(needle)):
-    m[off:off + len(needle)] = needle
-print(hex(ctypes.addressof(ctypes.c_char.from_buffer(m))), flush=True)
-sys.stdin.read()
-"""
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hostraw import make_raw, realdata
+from helpers.hostraw import make_raw, realdata
 
 from sevkit.host import grade
 

@@ -18,7 +18,7 @@ around it are SYNTHETIC, chosen to match that log (base 0x9ba00000, 128 GB = 2^3
 
 from __future__ import annotations
 
-from hostraw import make_raw, realdata
+from helpers.hostraw import make_raw, realdata
 
 from sevkit.host import grade
 from sevkit.logs.dmesg import parse_host_dmesg

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from unit.test_dump import CHILD, NEEDLE, FakeQmp
-from unit.test_memscan import make_elf, make_elf32
+from helpers.memdumps import CHILD, FakeQmp, make_elf, make_elf32
 
 from sevkit.errors import DumpError
 from sevkit.memory import dump as D
@@ -34,6 +33,7 @@ from sevkit.memory.pages import (
 from sevkit.memory.scan import elf_segments
 
 MiB = 1 << 20
+NEEDLE = bytes.fromhex("c0ffee00" * 4) + os.urandom(16)
 
 
 def _page(fill: bytes = b"\0", secret_at: int | None = None) -> bytes:

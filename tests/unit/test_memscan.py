@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import json
 import random
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers.memdumps import make_elf, make_elf32
 
 from sevkit.errors import InputError
 from sevkit.memory import scan as S
@@ -141,27 +141,6 @@ def test_file_scan_two_workers_matches_one(tmp_path: Path, monkeypatch: pytest.M
 
 # --- ELF ------------------------------------------------------------------------------------
 
-def make_elf(segments: list[tuple[int, bytes]], *, xnum: bool = False, notes: bytes = b"NOTE" * 8) -> bytes:
-    """A minimal ELF64 core file: PT_NOTE + one PT_LOAD per (gpa, data), laid out after the headers."""
-    phnum = 1 + len(segments)
-    phoff = 64
-    shoff = phoff + phnum * 56
-    data_off = shoff + (64 if xnum else 0)
-    out = bytearray(data_off)
-    out[0:16] = b"\x7fELF\x02\x01\x01" + bytes(9)
-    struct.pack_into("<HHIQQQIHHHHHH", out, 16, 4, 62, 1, 0, phoff, shoff if xnum else 0, 0, 64, 56,
-                     0xFFFF if xnum else phnum, 64, 1 if xnum else 0, 0)
-    if xnum:   # section header 0 carries the real program-header count in sh_info
-        struct.pack_into("<IIQQQQII", out, shoff, 0, 0, 0, 0, 0, 0, 0, phnum)
-    body = bytearray(notes)
-    struct.pack_into("<IIQQQQQQ", out, phoff, 4, 0, data_off, 0, 0, len(notes), len(notes), 0)  # PT_NOTE
-    for i, (gpa, blob) in enumerate(segments):
-        off = data_off + len(body)
-        struct.pack_into("<IIQQQQQQ", out, phoff + (i + 1) * 56, 1, 6, off, 0, gpa, len(blob), len(blob), 0)
-        body += blob
-    return bytes(out + body)
-
-
 @pytest.mark.parametrize("xnum", [False, True])
 def test_elf_offsets_map_to_guest_physical(tmp_path: Path, xnum: bool) -> None:
     low = bytearray(rnd(0xA0000, seed=2))
@@ -177,30 +156,6 @@ def test_elf_offsets_map_to_guest_physical(tmp_path: Path, xnum: bool) -> None:
         seg = next(s for s in res.segments if s.contains(h.offset))
         assert h.gpa == seg.gpa + h.offset - seg.offset
         assert f.read_bytes()[h.offset:h.offset + 24] == NEEDLE
-
-
-def make_elf32(segments: list[tuple[int, bytes]], *, xnum: bool = False, notes: bytes = b"NOTE" * 8) -> bytes:
-    """SYNTHETIC: a minimal ELF32 core as QEMU writes one when the first vCPU is not in long mode and no RAM
-    block ends above 4 GiB (target/i386/arch_dump.c cpu_get_dump_info(); dump/dump.c write_elf32_load()):
-    Elf32_Ehdr (52 bytes), Elf32_Phdr (32 bytes), EM_386, e_phnum PN_XNUM
-    with the count in section header 0's sh_info when asked."""
-    phnum = 1 + len(segments)
-    phoff = 52
-    shoff = phoff + phnum * 32
-    data_off = shoff + (40 if xnum else 0)
-    out = bytearray(data_off)
-    out[0:16] = b"\x7fELF\x01\x01\x01" + bytes(9)
-    struct.pack_into("<HHIIIIIHHHHHH", out, 16, 4, 3, 1, 0, phoff, shoff if xnum else 0, 0, 52, 32,
-                     0xFFFF if xnum else phnum, 40, 1 if xnum else 0, 0)
-    if xnum:   # Elf32_Shdr: sh_info (offset 0x1c) carries the real program-header count
-        struct.pack_into("<IIIIIIIIII", out, shoff, 0, 0, 0, 0, 0, 0, 0, phnum, 0, 0)
-    body = bytearray(notes)
-    struct.pack_into("<IIIIIIII", out, phoff, 4, data_off, 0, 0, len(notes), len(notes), 0, 0)  # PT_NOTE
-    for i, (gpa, blob) in enumerate(segments):
-        off = data_off + len(body)
-        struct.pack_into("<IIIIIIII", out, phoff + (i + 1) * 32, 1, off, gpa, gpa, len(blob), len(blob), 6, 0)
-        body += blob
-    return bytes(out + body)
 
 
 @pytest.mark.parametrize("xnum", [False, True])
