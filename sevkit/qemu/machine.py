@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import os
 import re
 import shutil
 import signal
@@ -23,9 +24,10 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..console import SerialConsole
 from ..deadline import Deadline
@@ -70,6 +72,33 @@ class GuestAccess:
     password: str | None = None
     ssh_key: Path | None = None
     host_keys: tuple[HostKey, ...] = ()
+
+    @classmethod
+    def from_credentials(cls, creds: RunCredentials, user: str = "root") -> GuestAccess:
+        """The one way in for a run's credentials (sevkit.image.credentials): the serial password,
+        the client key and the guest's per-run host key, pinned."""
+        keytype, blob = creds.known_host_key.split()[:2]
+        return cls(user=user, password=creds.root_password, ssh_key=creds.private_key_path,
+                   host_keys=((keytype, blob),))
+
+
+class RunCredentials(Protocol):
+    """What GuestAccess needs of sevkit.image.credentials.GuestCredentials (no import: no cycle)."""
+
+    @property
+    def private_key_path(self) -> Path: ...
+    @property
+    def known_host_key(self) -> str: ...
+    @property
+    def root_password(self) -> str: ...
+
+
+def missing_devices(confidential: bool, exists: Callable[[str], bool] = os.path.exists) -> list[str]:
+    """Host facts a GuestSpec cannot know: a confidential guest needs KVM and the PSP device
+    QEMU's sev-guest opens (``sev-device``, default /dev/sev; sev-facts.md §5.1)."""
+    if not confidential:
+        return []
+    return [dev for dev in ("/dev/kvm", "/dev/sev") if not exists(dev)]
 
 
 def free_port() -> int:
@@ -236,12 +265,9 @@ class GuestVM:
             raise
 
     def _refuse_unrunnable(self) -> None:
-        """Host facts a GuestSpec cannot know: a confidential guest needs KVM and the PSP device
-        QEMU's sev-guest opens (``sev-device``, default /dev/sev; sev-facts.md §5.1). Refused
-        before anything is created or started."""
-        if not self.spec.confidential:
-            return
-        missing = [dev for dev in ("/dev/kvm", "/dev/sev") if not Path(dev).exists()]
+        """The last guard for callers that bypass the planner (sevkit.guests.plan): the same rule,
+        ``missing_devices``, refused before anything is created or started."""
+        missing = missing_devices(self.spec.confidential)
         if missing:
             raise LaunchRefused(f"{self.name} ({self.spec.kind}): {' and '.join(missing)} absent on this host; "
                                 "QEMU cannot start a confidential guest without them",

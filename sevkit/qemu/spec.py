@@ -1,7 +1,8 @@
 """What a guest is (GuestSpec) and where a launch plugs in (Wiring). Pure values, no I/O.
 
-Validation happens in ``__post_init__`` so an impossible combination never reaches QEMU:
-the refusal names the reason (LaunchRefused). ``check=False`` exists only to prove, in
+Validation happens in ``__post_init__`` so a self-contradictory spec never reaches QEMU: the
+refusal names the reason (LaunchRefused). Whether this host and this QEMU can run a kind is the
+planner's decision (sevkit.guests.plan), not the spec's. ``check=False`` exists only to prove, in
 self-tests, that QEMU's own refusal is surfaced too.
 
 QEMU facts: qemu/qemu qapi/qom.json (SevGuestProperties, SevSnpGuestProperties and their "Since:"
@@ -27,7 +28,8 @@ SNP_POLICY_RESERVED_ONE = 1 << 17
 
 QEMU_CGS = (6, 0)        # -machine confidential-guest-support= (older: memory-encryption=)
 QEMU_KERNEL_HASHES = (6, 2)
-QEMU_SNP = (9, 1)        # -object sev-snp-guest
+QEMU_SNP = (9, 1)        # -object sev-snp-guest upstream; whether a binary has it is asked of the
+                         # binary (sevkit.qemu.offers), a distribution may backport it
 QEMU_SECURE_TSC = (10, 2)  # sev-snp-guest,secure-tsc= (qapi/qom.json "since 10.2")
 # linux include/uapi/linux/kvm.h (KVM_SEV_SNP_ID_BLOCK_SIZE 96, KVM_SEV_SNP_ID_AUTH_SIZE 4096,
 # KVM_SEV_SNP_FINISH_DATA_SIZE 32); QEMU target/i386/sev.c checks the same sizes on the base64 values.
@@ -168,9 +170,6 @@ class GuestSpec:
         if self.accel != "kvm":
             self._refuse("SEV requires KVM with SEV support; TCG cannot run confidential guests "
                          "(QEMU aborts with an assertion on sev-guest under TCG)")
-        if self.kind == GuestKind.SEV_SNP and self.qemu_version < QEMU_SNP:
-            self._refuse(f"SEV-SNP needs QEMU >= 9.1 (sev-snp-guest); this QEMU is "
-                         f"{'.'.join(map(str, self.qemu_version))}")
         if self.kind == GuestKind.SEV_SNP and self.firmware.kind != "bios" and self.igvm is None:
             self._refuse("SEV-SNP firmware must be one OVMF image passed with -bios, not "
                          f"{self.firmware.label}")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from fixtures.guest import GuestPool
+from fixtures.guest import SuiteGuests
 from sevkit.errors import LaunchError, LaunchRefused
 from sevkit.evidence import ArtifactDir
 from sevkit.qemu.machine import GuestVM
@@ -43,7 +43,7 @@ def test_query_sev(guest: GuestVM, artifacts: ArtifactDir) -> None:
         assert info["sev-type"] == ("sev-snp" if kind == "sev-snp" else "sev")
 
 
-def test_unsatisfiable_policy_refused(guest_pool: GuestPool, artifacts: ArtifactDir) -> None:
+def test_unsatisfiable_policy_refused(guest_pool: SuiteGuests, artifacts: ArtifactDir) -> None:
     """An SEV-SNP guest whose policy demands firmware ABI 255.255 is refused at launch, and the refusal
     names the launch (LAUNCH_START) or the policy. Spec: SNP ABI 56860 SNP_LAUNCH_START, Guest Policy
     ABI_MAJOR/ABI_MINOR (POLICY_FAILURE); sev-facts.md §6.2."""
@@ -67,7 +67,7 @@ def test_unsatisfiable_policy_refused(guest_pool: GuestPool, artifacts: Artifact
 
 
 @pytest.mark.parametrize("kind", ["sev", "sev-es"])
-def test_legacy_policy_api_bits_recorded(kind: str, guest_pool: GuestPool, artifacts: ArtifactDir) -> None:
+def test_legacy_policy_api_bits_recorded(kind: str, guest_pool: SuiteGuests, artifacts: ArtifactDir) -> None:
     """Informational, no verdict: what LAUNCH_START does with a legacy SEV/SEV-ES policy whose minimum
     firmware version (bits 31:16) is 255.255. No source documents a refusal (the bits restrict
     migration), so the outcome is recorded as evidence and the test skips with it. Ref: SEV API 55766

@@ -64,9 +64,7 @@ def firmware() -> Firmware:
 @pytest.fixture(scope="module")
 def access_and_cfg(run_root: Path) -> tuple[GuestAccess, tuple[tuple[str, Path], ...]]:
     cred = make_credentials(run_root / "credentials")
-    keytype, blob = cred.known_host_key.split()[:2]
-    return (GuestAccess(password=cred.root_password, ssh_key=cred.private_key_path, host_keys=((keytype, blob),)),
-            tuple(cred.fw_cfg))
+    return GuestAccess.from_credentials(cred), tuple(cred.fw_cfg)
 
 
 def _spec(image: GuestImage, firmware: Firmware, fw_cfg: tuple[tuple[str, Path], ...], **kw: object) -> GuestSpec:

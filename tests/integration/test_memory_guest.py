@@ -41,9 +41,7 @@ def plain_vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuestVM]:
     root = Path(tempfile.mkdtemp(prefix="sevkit-memt-"))
     try:
         creds = make_credentials(root / "cred")
-        keytype, blob = creds.known_host_key.split()[:2]
-        access = GuestAccess(user="root", password=creds.root_password, ssh_key=creds.private_key_path,
-                             host_keys=((keytype, blob),))
+        access = GuestAccess.from_credentials(creds)
         spec = GuestSpec(kind="plain", name="memtest", memory_mib=RAM_MIB, firmware=fw, kernel=image.kernel,
                          initrd=image.initrd, append=image.append, disk=image.disk,
                          disk_format=image.disk_format, fw_cfg=tuple(creds.fw_cfg))

@@ -4,7 +4,6 @@ cannot run are selected."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -13,7 +12,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from helpers.ovmf import craft_ovmf  # SYNTHETIC OVMF-like GUID table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,65 +67,6 @@ def test_expected_feature_fails_instead_of_skipping(tmp_path: Path) -> None:
     assert re.search(r"FAILED .*test_query_sev\[sev\]", r.stdout), r.stdout[-2000:]
     assert "--sev-expect sev requires SEV: sev guest cannot run on this host" in r.stdout
     assert re.search(r"SKIPPED .*sev-es guest cannot run", r.stdout)   # not demanded by the 'sev' profile
-
-
-# -- measured direct boot: the pool's kernel-hashes choice for sev-snp (no QEMU is started) --------
-
-
-def _snp_pool(tmp_path: Path, monkeypatch: Any, ovmf: Path, probed: tuple[Any, ...] = (),
-              kernel: bool = True) -> Any:
-    """A GuestPool on a stand-in SNP host: QEMU 9.1 with sev-snp-guest, the given OVMF for -bios."""
-    import fixtures.guest as guest_mod
-    from sevkit.evidence import ArtifactDir
-    from sevkit.qemu.caps import SevCapabilities
-
-    monkeypatch.setattr(guest_mod, "query_sev_capabilities",
-                        lambda *a, **k: SevCapabilities(cbitpos=51, reduced_phys_bits=1, raw={}))
-    monkeypatch.setattr(guest_mod, "artifact_dir_for", lambda config, name: ArtifactDir(tmp_path / "ev" / name))
-    (tmp_path / "vmlinuz").write_bytes(b"SYNTHETIC kernel")
-    pool = guest_mod.GuestPool.__new__(guest_mod.GuestPool)
-    pool.config, pool.run_root, pool.measured_boot = None, tmp_path, {}
-    pool.timeouts = SimpleNamespace(qemu_start=5.0)
-    pool.host = SimpleNamespace(features={"SEV": True, "SEV-SNP": True}, cbitpos=51, ovmf_images=probed,
-                                qemu=SimpleNamespace(path="/usr/bin/qemu-system-x86_64", version=(9, 1, 0),
-                                                     objects=("sev-guest", "sev-snp-guest")))
-    pool._image_error, pool._image = None, SimpleNamespace(
-        kernel=tmp_path / "vmlinuz" if kernel else None, initrd=None, append="console=ttyS0" if kernel else "",
-        disk=tmp_path / "disk.qcow2", disk_format="qcow2", credentials="none", firmware=None)
-    opts = {"accel": "kvm", "ovmf": str(ovmf)}
-    pool.opt = lambda name: opts.get(name, "")
-    return pool
-
-
-def test_pool_launches_snp_with_kernel_hashes_when_the_firmware_has_them(tmp_path: Path, monkeypatch: Any) -> None:
-    from sevkit.attestation.measure import inspect_firmware
-    fw = craft_ovmf(tmp_path / "OVMF.amdsev.fd")
-    pool = _snp_pool(tmp_path, monkeypatch, fw, probed=(inspect_firmware(fw),))
-    spec = pool.spec("sev-snp")
-    assert spec.kernel_hashes and spec.firmware.image == fw
-    # a panic mid-test exits QEMU (-no-reboot) at once; the measured command line includes it
-    assert spec.append == "console=ttyS0 panic=-1"
-    assert pool.measured_boot["sev-snp"].source == "host probe"
-    vm = pool.new_vm(spec)
-    rec = json.loads((vm.evidence.path / "measured-boot.json").read_text())
-    assert rec["kernel_hashes"] is True and rec["launched_with_kernel_hashes"] is True
-    assert pool.spec("sev-snp", kernel_hashes=False).kernel_hashes is False   # negative tests may override
-
-
-def test_pool_launches_snp_without_kernel_hashes_and_records_why(tmp_path: Path, monkeypatch: Any) -> None:
-    debian = Path("/usr/share/ovmf/OVMF.fd")     # real Debian 12 combined OVMF: SNP, no kernel hashes
-    assert debian.is_file(), "install Debian's ovmf package (scripts/host-deps.sh)"
-    for fw in (debian, craft_ovmf(tmp_path / "nohash.fd", snp_kernel_hashes=False)):
-        pool = _snp_pool(tmp_path, monkeypatch, fw)
-        spec = pool.spec("sev-snp")
-        assert not spec.kernel_hashes
-        rec = json.loads((pool.new_vm(spec).evidence.path / "measured-boot.json").read_text())
-        assert rec["kernel_hashes"] is False and "SNP_KERNEL_HASHES" in rec["why"]
-        assert rec["firmware"] == str(fw) and rec["source"] == "parsed"
-    pool = _snp_pool(tmp_path, monkeypatch, craft_ovmf(tmp_path / "ok.fd"), kernel=False)
-    assert not pool.spec("sev-snp").kernel_hashes
-    assert pool.spec("sev-snp").append == ""      # boots from disk: no kernel command line to extend
-    assert "boots from disk" in pool.measured_boot["sev-snp"].why
 
 
 # -- a check that cannot measure skips with its evidence (no guest is booted) --------------------
