@@ -37,7 +37,7 @@ import pytest
 from sevkit.deadline import Deadline
 from sevkit.image.credentials import FW_CFG_PREFIX, make_credentials
 from sevkit.qemu import reaper
-from sevkit.qemu.machine import free_port
+from sevkit.qemu.machine import GuestAccess, free_port
 from sevkit.ssh import pinned_key
 
 TARGET_RATIO = 1.10
@@ -148,7 +148,7 @@ def _bare_boot(fixture_ev: Path, root: Path, ev: Path, timeout: float) -> float:
     try:
         start = time.monotonic()
         cred = make_credentials(run / "credentials")
-        keytype, blob = cred.known_host_key.split()[:2]
+        ((keytype, blob),) = GuestAccess.from_credentials(cred).host_keys
         port = free_port()
         for step in _prepare_steps(fixture_ev / "run.sh", old_run, run):
             subprocess.run(step, check=True, timeout=60, capture_output=True)
