@@ -4,7 +4,9 @@
   first, then one that enforces them); the lab's ``--sev-ovmf`` (or the image spec's firmware) wins.
 * SEV, SEV-ES: pflash CODE whose reset-vector GUID table is there (SEV) and holds the SEV-ES reset
   block (SEV-ES: QEMU needs it to start the APs), paired with a variable-store template of the same
-  flash layout (CODE + VARS fill one power-of-two flash device: 2 MiB or 4 MiB builds). A lab pair
+  flash layout: edk2 builds OVMF as one flash device of FD_SIZE_IN_KB 1024, 2048 or 4096 split into
+  VARS + CODE (tianocore/edk2 OvmfPkg/Include/Fdf/OvmfPkgDefines.fdf.inc; 1 and 2 MiB builds share
+  the variable-store layout, 4 MiB has its own), so CODE + VARS add up to a power of two. A lab pair
   (``--sev-ovmf-code``/``--sev-ovmf-vars``) wins, but its CODE is still inspected and refused with the
   evidence when it lacks what the kind needs.
 * plain: the distribution's pflash pair (sevkit.qemu.firmware.find_pflash), as before.

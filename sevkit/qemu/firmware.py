@@ -1,8 +1,8 @@
 """Where distributions install OVMF, and which build a guest kind needs.
 
 SEV and SEV-ES boot the standard OVMF (OvmfPkgX64) as pflash CODE + a per-guest VARS copy;
-SEV-SNP needs one combined image for ``-bios`` (sev-facts.md §8.3/§8.5). Lab paths given
-explicitly always win over these guesses.
+SEV-SNP needs one combined image for ``-bios`` (sev-facts.md §8.3/§8.5). These paths serve the
+plain guest and rank the candidates; for SEV kinds sevkit.guests.firmware chooses by content.
 """
 
 from __future__ import annotations
