@@ -5,8 +5,8 @@ binary has the object), so "can this QEMU launch an SNP guest" is answered by ``
 (the user-creatable QOM types) and ``-object sev-snp-guest,help`` (its properties), as libvirt's
 capability probe does; ``query-sev-capabilities`` (caps.py) then gives the C-bit facts.
 Sources: qemu/qemu qom/object_interfaces.c (``user_creatable_print_help``: "List of user creatable
-objects:" and "<type> options:" followed by ``  name=<type>`` lines); qapi/qom.json
-(SevSnpGuestProperties, "Since: 9.1" upstream).
+objects:" and "<type> options:" followed by ``  name=<type>  - text`` lines, the format Debian's 7.2
+prints too); qapi/qom.json (SevSnpGuestProperties, "Since: 9.1" upstream).
 """
 
 from __future__ import annotations
