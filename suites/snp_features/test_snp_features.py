@@ -18,7 +18,7 @@ import pytest
 
 from fixtures.attestation import save_report
 from fixtures.capabilities import allow_destructive
-from fixtures.guest import GuestPool
+from fixtures.guest import SuiteGuests
 from fixtures.options import expect_profile
 from sevkit import snpbits
 from sevkit.attestation import AttestationReport, igvm, load_report
@@ -41,7 +41,7 @@ SEV_STATUS_MSR = 0xC0010131
 REFUSED = r"LAUNCH_START|[Pp]olicy|Invalid argument|not supported|fw_error"
 
 
-def _boot_report(pool: GuestPool, spec: GuestSpec, name: str, art: ArtifactDir) -> tuple[GuestVM, AttestationReport]:
+def _boot_report(pool: SuiteGuests, spec: GuestSpec, name: str, art: ArtifactDir) -> tuple[GuestVM, AttestationReport]:
     vm = pool.new_vm(spec, name)
     vm.boot()
     try:
@@ -54,14 +54,14 @@ def _boot_report(pool: GuestPool, spec: GuestSpec, name: str, art: ArtifactDir) 
     return vm, report
 
 
-def _snp_spec(pool: GuestPool, name: str, **over: object) -> GuestSpec:
+def _snp_spec(pool: SuiteGuests, name: str, **over: object) -> GuestSpec:
     pool.require("sev-snp")
     return pool.spec("sev-snp", name=name, **over)
 
 
 @pytest.mark.parametrize("bit", snpbits.SNP_POLICY_FLAG_BITS,
                          ids=[snpbits.SNP_POLICY_BITS[b] for b in snpbits.SNP_POLICY_FLAG_BITS])
-def test_snp_policy_bit_accepted(bit: int, host_caps: Capabilities, applies: Applies, guest_pool: GuestPool,
+def test_snp_policy_bit_accepted(bit: int, host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
                                  artifacts: ArtifactDir) -> None:
     """An SNP guest launched with an advertised policy bit runs and its report echoes the bit.
     Spec: SNP ABI Guest Policy; KVM_X86_SNP_POLICY_BITS."""
@@ -80,7 +80,7 @@ def test_snp_policy_bit_accepted(bit: int, host_caps: Capabilities, applies: App
 @pytest.mark.parametrize("bit", snpbits.SNP_POLICY_FLAG_BITS,
                          ids=[snpbits.SNP_POLICY_BITS[b] for b in snpbits.SNP_POLICY_FLAG_BITS])
 def test_snp_policy_bit_not_advertised_refused(bit: int, host_caps: Capabilities, applies: Applies,
-                                               guest_pool: GuestPool, artifacts: ArtifactDir) -> None:
+                                               guest_pool: SuiteGuests, artifacts: ArtifactDir) -> None:
     """A policy bit KVM does not advertise is refused at launch by KVM or the firmware (sevkit does not
     pre-check here, so the refusal is theirs). Spec: KVM_X86_SNP_POLICY_BITS; SNP ABI LAUNCH_START."""
     applies(ap.policy_bit_refused(host_caps, bit))
@@ -95,7 +95,7 @@ def test_snp_policy_bit_not_advertised_refused(bit: int, host_caps: Capabilities
     artifacts.write_text("refusal.txt", str(exc) + "\n")
 
 
-def test_snp_ciphertext_hiding(host_caps: Capabilities, applies: Applies, guest_pool: GuestPool,
+def test_snp_ciphertext_hiding(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
                                artifacts: ArtifactDir) -> None:
     """With ciphertext hiding enabled, an SNP guest launched with policy bit 24 runs and its report shows
     CIPHERTEXT_HIDING (policy) and CIPHERTEXT_HIDING_EN (PLATFORM_INFO bit 4). What the host then reads at
@@ -111,7 +111,7 @@ def test_snp_ciphertext_hiding(host_caps: Capabilities, applies: Applies, guest_
         vm.shutdown()
 
 
-def test_snp_host_data(host_caps: Capabilities, applies: Applies, guest_pool: GuestPool,
+def test_snp_host_data(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
                        artifacts: ArtifactDir) -> None:
     """HOST_DATA in the report equals the host-data given at launch (32 random bytes per run).
     Spec: SNP ABI ATTESTATION_REPORT HOST_DATA; qapi/qom.json host-data."""
@@ -125,7 +125,7 @@ def test_snp_host_data(host_caps: Capabilities, applies: Applies, guest_pool: Gu
         vm.shutdown()
 
 
-def _id_block_spec(pool: GuestPool, name: str, art: ArtifactDir, *, tamper: bool) -> tuple[GuestSpec, bytes, bytes]:
+def _id_block_spec(pool: SuiteGuests, name: str, art: ArtifactDir, *, tamper: bool) -> tuple[GuestSpec, bytes, bytes]:
     spec = _snp_spec(pool, name)
     digest = expected_measurement(LaunchInputs.from_spec(spec))
     blk = make_id_block(digest, pool.run_root / f"{name}-keys")   # keys stay out of the report folder
@@ -136,7 +136,7 @@ def _id_block_spec(pool: GuestPool, name: str, art: ArtifactDir, *, tamper: bool
                       author_key=True), blk.id_key_digest, blk.author_key_digest)
 
 
-def test_snp_id_block(host_caps: Capabilities, applies: Applies, guest_pool: GuestPool,
+def test_snp_id_block(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
                       artifacts: ArtifactDir) -> None:
     """A launch with an ID block and ID auth (keys generated per run) runs, and the report carries
     ID_KEY_DIGEST and AUTHOR_KEY_DIGEST of those keys. Spec: SNP ABI SNP_LAUNCH_FINISH, ATTESTATION_REPORT."""
@@ -150,7 +150,7 @@ def test_snp_id_block(host_caps: Capabilities, applies: Applies, guest_pool: Gue
         vm.shutdown()
 
 
-def test_snp_id_block_tampered_refused(host_caps: Capabilities, applies: Applies, guest_pool: GuestPool,
+def test_snp_id_block_tampered_refused(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
                                        artifacts: ArtifactDir) -> None:
     """An ID block whose signed launch digest was altered is refused at launch (SNP_LAUNCH_FINISH).
     Spec: SNP ABI SNP_LAUNCH_FINISH (BAD_SIGNATURE / BAD_MEASUREMENT)."""
@@ -175,7 +175,7 @@ def _guest_status(vm: GuestVM, art: ArtifactDir) -> tuple[list[str], int]:
     return m.group("tok").split(), msr
 
 
-def test_snp_secure_tsc(host_caps: Capabilities, applies: Applies, guest_pool: GuestPool,
+def test_snp_secure_tsc(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
                         artifacts: ArtifactDir) -> None:
     """An SNP guest launched with secure-tsc=on sees SecureTSC in SEV_STATUS (bit 11) and names it in its
     'SEV: Status:' line. Spec: VMSA SEV_FEATURES bit 9; msr-index.h MSR_AMD64_SNP_SECURE_TSC_BIT."""
@@ -190,7 +190,7 @@ def test_snp_secure_tsc(host_caps: Capabilities, applies: Applies, guest_pool: G
         vm.shutdown()
 
 
-def test_snp_vmsa_features_match_sev_status(host_caps: Capabilities, applies: Applies, guest_pool: GuestPool,
+def test_snp_vmsa_features_match_sev_status(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
                                             artifacts: ArtifactDir) -> None:
     """The guest's 'SEV: Status:' line names exactly the SEV_STATUS bits, and every SNP feature in
     SEV_STATUS is one KVM offers (KVM_X86_SEV_VMSA_FEATURES; SEV_STATUS bit n+2 = VMSA bit n)."""
@@ -228,7 +228,7 @@ def test_snp_mitigation_vectors(host_caps: Capabilities, applies: Applies, reque
                 + ", ".join(f"{k}={v}" for k, v in values.items()))
 
 
-def test_sev_es_offered_or_withdrawn(host_caps: Capabilities, applies: Applies, guest_pool: GuestPool,
+def test_sev_es_offered_or_withdrawn(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
                                      request: pytest.FixtureRequest, artifacts: ArtifactDir) -> None:
     """SEV-ES guests are offered, or withdrawn by firmware (CVE-2025-48514 / AMD-SB-3023): then the sev-es
     kind is NOT-APPLICABLE with the firmware version and the missing VM type or the launch refusal

@@ -93,7 +93,7 @@ def test_remote_target_refuses_guest_suites(tmp_path: Path, paths: tuple[str, ..
     code, lines, took = suite(tmp_path, "--sev-target=ssh://root@192.0.2.1", paths=paths)
     assert code == 2, lines
     assert len(lines) == 1 and lines[0].startswith(
-        "sevkit: error: --sev-target ssh://root@192.0.2.1 applies to host checks only; deselect the guest"), lines
+        "sevkit: error: --sev-target ssh://root@192.0.2.1 applies to host checks only; deselect the suites"), lines
     assert "suites/guest" in lines[0]
     assert not (tmp_path / "reports").exists() and took < 30
 

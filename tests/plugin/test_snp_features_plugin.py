@@ -66,7 +66,8 @@ def test_profile_demanding_sev_es_says_why_it_cannot_be_met(tmp_path: Path) -> N
 
 def test_allow_destructive_is_validated_and_gates_snp_config(tmp_path: Path) -> None:
     code, out = run_suite(tmp_path, "healthy", "--sev-allow-destructive", "maybe", "-k", "snp_config")
-    assert code == 2 and "sevkit: --sev-allow-destructive: 'maybe' is not yes or no" in out, out
+    assert code == 2 and ("sevkit: error: --sev-allow-destructive / sev_allow_destructive (command line): "
+                          "'maybe' is not accepted; expected yes or no") in out, out
     code, out = run_suite(tmp_path, "healthy", "-k", "snp_config")
     assert code == 0 and "NOT-APPLICABLE: SNP_CONFIG changes the platform's reported TCB" in out, out
     code, out = run_suite(tmp_path, "healthy", "--sev-allow-destructive", "yes", "-k", "snp_config")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from unit.hostraw import make_raw, ovmf_image
+from helpers.hostraw import make_raw, ovmf_image
 
 from sevkit.guests import GuestBlocked, GuestPlanner, GuestSettings
 from sevkit.guests.firmware import choose_firmware

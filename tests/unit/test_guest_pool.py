@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from unit.hostraw import make_raw
-from unit.test_attest_measured_boot import craft_ovmf  # SYNTHETIC OVMF-like GUID table
+from helpers.hostraw import make_raw
+from helpers.ovmf import craft_ovmf  # SYNTHETIC OVMF-like GUID table
 
 from sevkit.attestation.measure import inspect_firmware
 from sevkit.errors import GuestPanic, ImageError
