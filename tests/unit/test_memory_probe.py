@@ -1,17 +1,16 @@
 """sevkit.memory.probe.MemoryProbe, the memory suite's strategy, without pytest fixtures or QEMU:
 the planter is stopped on every path, a guest whose QEMU is gone is a DumpError (could not measure),
-and the dump view follows the guest kind and the host kernel. The guest is a stand-in (SYNTHETIC)."""
+and an explicit dump method is used as given. The guest is a stand-in (SYNTHETIC)."""
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 import pytest
 
 from sevkit.errors import DumpError
 from sevkit.memory.plant import Planted, Secret
-from sevkit.memory.probe import MemoryProbe, host_kernel
+from sevkit.memory.probe import MemoryProbe
 from sevkit.qemu.spec import GuestSpec
 
 
@@ -42,7 +41,7 @@ class RecordingProbe(MemoryProbe):
 
 
 def probe(tmp_path: Path) -> RecordingProbe:
-    p = RecordingProbe(StoppedGuest(), tmp_path, keep=False, per_gib=60.0, host_kernel="6.1.0")  # type: ignore[arg-type]
+    p = RecordingProbe(StoppedGuest(), tmp_path, keep=False, per_gib=60.0)  # type: ignore[arg-type]
     p.events = []
     return p
 
@@ -62,9 +61,3 @@ def test_registers_without_a_monitor_is_a_dump_error(tmp_path: Path) -> None:
 
 def test_an_explicit_method_is_used_as_given(tmp_path: Path) -> None:
     assert probe(tmp_path).method("pmemsave") == "pmemsave"
-
-
-def test_host_kernel_falls_back_to_this_machine() -> None:
-    assert host_kernel("6.11.0-1-amd64") == "6.11.0-1-amd64"
-    for unknown in ("", None, "unknown"):
-        assert host_kernel(unknown) == platform.release()
