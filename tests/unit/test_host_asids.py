@@ -13,6 +13,7 @@ and the "unusable" host are SYNTHETIC, built from the kernel's format strings.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from helpers.hostraw import make_raw, realdata
 
 from sevkit.host import grade
+from sevkit.vocab import GuestKind
 
 EAX = 0x0101FD3F                     # SYNTHETIC Genoa-like Fn8000_001F EAX (SEV, SEV-ES, SNP)
 EBX = 51 | 6 << 6 | 4 << 12
@@ -69,15 +71,29 @@ def test_real_capture_min_asid_one_keeps_sev_and_blocks_es() -> None:
 
 
 def _pool(host: Any, profile: str) -> Any:
-    """A GuestPool on the graded host (QEMU with both objects, KVM, firmware found): only the host's
-    own blockers can stop a kind."""
-    import fixtures.guest as guest_mod
-    pool = guest_mod.GuestPool.__new__(guest_mod.GuestPool)
-    pool.host, pool.profile = host, profile
-    pool.opt = lambda name: {"accel": "auto"}.get(name, "")
-    pool.qemu = lambda: ("/usr/bin/qemu-system-x86_64", (9, 2, 0), frozenset({"sev-guest", "sev-snp-guest"}))
-    pool.firmware = lambda kind: SimpleNamespace(kind="bios")
-    return pool
+    """The suite's view of a pool on the graded host (QEMU with both objects, KVM, pflash and -bios
+    firmware by content, devices present): only the host's own blockers can stop a kind. No guest
+    is booted: planning stops at the blockers, and the image is never needed for them."""
+    import dataclasses
+
+    from helpers.hostraw import ovmf_image
+
+    from fixtures.guest import SuiteGuests
+    from sevkit.guests import GuestPlanner, GuestPool, GuestSettings
+    from sevkit.host.ovmf import inspect
+    from sevkit.vocab import Profile
+
+    pflash = (inspect(dict(ovmf_image("/usr/share/OVMF/OVMF_CODE_4M.fd", combined=False), size=3653632)),
+              inspect(dict(ovmf_image("/usr/share/OVMF/OVMF_VARS_4M.fd", table=False), size=540672)))
+    host = dataclasses.replace(host, ovmf_images=(*host.ovmf_images, *pflash))
+    planner = GuestPlanner(host, GuestSettings(accel="auto"), devices_exist=lambda _p: True)
+    pool = GuestPool(planner, run_root=Path("/nonexistent"), evidence=lambda n: None)  # type: ignore[arg-type,return-value]
+    expect = Profile(profile)
+    settings = SimpleNamespace(expect=expect, demands=lambda f: f is not None and f in expect.features)
+    guests = SuiteGuests(pool, settings)  # type: ignore[arg-type]
+    guests.accel = planner.accel  # type: ignore[attr-defined]
+    guests.blockers = lambda kind: [b.reason for b in planner.blockers(GuestKind(kind))]  # type: ignore[attr-defined]
+    return guests
 
 
 def test_sev_guest_kind_is_skipped_or_failed_by_profile() -> None:
