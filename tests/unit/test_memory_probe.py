@@ -34,7 +34,7 @@ class RecordingProbe(MemoryProbe):
     def plant(self, secret: Secret) -> Planted:
         self.events.append("plant")
         return Planted(secret=secret, pid=1, copies_anon=1, copies_tmpfs=1, tmpfs_file="/dev/shm/x",
-                       mlockall="ok", plant_seconds=0.0)
+                       mlockall="ok", plant_seconds=0.0, anon_gpas=(0x2000000,))   # SYNTHETIC gpa
 
     def unplant(self, planted: Planted) -> None:
         self.events.append("unplant")
