@@ -1,5 +1,6 @@
 """fixtures/outcomes.py: a SevkitError raised in a test's body means "could not measure": the test is an
-ERROR (terminal, -rA and junit.xml) and the run exits 2, never FAILED/1. One run per error class in
+ERROR (terminal, -rA and junit.xml) and the run exits 2, never FAILED/1; so does any exception that
+is not a verdict (an assertion or pytest.fail). One run per error class in
 sevkit.errors (each builds its own instance, as the library raises it), plus the verdict paths that
 must stay as they are: an assertion is FAILED/1, an expected failure stays XFAIL.
 """
@@ -58,6 +59,21 @@ def test_assertion_is_still_a_failure_and_exit_1(pytester: pytest.Pytester) -> N
     assert result.ret == 1
     result.assert_outcomes(failed=1)
     assert junit.find(".//failure") is not None and junit.find(".//error") is None
+
+
+def test_pytest_fail_is_a_verdict(pytester: pytest.Pytester) -> None:
+    result, junit = run(pytester, "import pytest\ndef test_requirement():\n    pytest.fail('SEV not enabled')\n")
+    assert result.ret == 1
+    result.assert_outcomes(failed=1)
+    assert junit.find(".//failure") is not None and junit.find(".//error") is None
+
+
+def test_a_bug_in_a_suite_test_is_error_not_a_verdict(pytester: pytest.Pytester) -> None:
+    """A TypeError in a test's own code measured nothing: ERROR and exit 2, as result.json says too."""
+    result, junit = run(pytester, "def test_requirement():\n    len(None)\n")
+    assert result.ret == 2
+    result.assert_outcomes(errors=1)
+    assert junit.find(".//error") is not None and junit.find(".//failure") is None
 
 
 def test_error_wins_over_failure(pytester: pytest.Pytester) -> None:
