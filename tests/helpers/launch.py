@@ -36,15 +36,6 @@ def guest_image():  # type: ignore[no-untyped-def]
     return img
 
 
-def _snp_spec(**kw: object) -> GuestSpec:
-    img = guest_image()
-    args: dict[str, object] = dict(kind="sev-snp", accel="kvm", qemu_version=(9, 1, 0), cpu="EPYC-v4", vcpus=2,
-                                   firmware=bios(), kernel=img.kernel, initrd=img.initrd, append=img.append,
-                                   disk=img.disk, cbitpos=51, reduced_phys_bits=1, kernel_hashes=True)
-    args.update(kw)
-    return GuestSpec(**args)  # type: ignore[arg-type]
-
-
 def snp_spec(**kw: object) -> GuestSpec:
     img = guest_image()
     args: dict[str, object] = dict(kind="sev-snp", accel="kvm", qemu_version=(9, 1, 0), cpu="EPYC-v4", vcpus=2,
