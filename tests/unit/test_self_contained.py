@@ -1,5 +1,5 @@
 """The repository is self-contained: the real captures ship byte-exact in tests/data/realdata, with
-their provenance and a sha256 list, and no self-test reads a file beside the clone (../shared)."""
+their provenance and a sha256 list, and no self-test reads a file beside the clone (a sibling folder of captures)."""
 
 from __future__ import annotations
 
