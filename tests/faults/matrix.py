@@ -72,9 +72,6 @@ NOT_MEASURED: dict[tuple[str, str], str] = {
     ("serial command", "SIGINT"): "as SIGTERM",
     ("SSH command", "SIGTERM"): "as serial command",
     ("SSH command", "SIGINT"): "as serial command",
-    ("report writing", "SIGTERM"): "the window is milliseconds; the interrupted runs above write their report "
-                                   "after the signal",
-    ("report writing", "SIGINT"): "as SIGTERM",
 }
 
 # Cells another self-test in `make test` already measures (it asserts the outcome itself).

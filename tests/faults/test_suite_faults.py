@@ -6,6 +6,7 @@ the suite again on the same machine (the host suite: no guest, ~2 s) to show the
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from sevkit.deadline import Deadline
+from sevkit.report import schema
 
 from .matrix import Row, record
 from .probes import qemu_pids_under, report_state, session_members
@@ -159,3 +161,86 @@ def test_report_writing_disk_full(full_tmpfs: Path, private: Path) -> None:
     assert not left, left
     assert works, next_state
     assert code == 2 and named and not internal, out[-3000:]
+
+
+_STOP_AT_SESSIONFINISH = '''\
+"""Self-test helper (synthetic): the suite stops itself once its session ends, so a signal lands while it
+writes its final report (junit.xml, result.json, report.html, exit_code)."""
+import json
+import os
+import signal
+
+import pytest
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    os.kill(os.getpid(), signal.SIGSTOP)
+'''
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_report_writing_interrupted(sig: signal.Signals, tmp_path: Path, private: Path) -> None:
+    """The host suite signalled while it writes its final report: the suite is stopped (SIGSTOP) inside its
+    session-finish hooks, signalled, then continued. Exit 2 naming the interruption, and a complete,
+    schema-valid report folder (result.json says interrupted), no process left, the next run works."""
+    plugin_dir = tmp_path / "plugin"
+    plugin_dir.mkdir()
+    (plugin_dir / "sk_stop_at_finish.py").write_text(_STOP_AT_SESSIONFINISH)
+    reports = tmp_path / "reports"
+    env_path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = f"{plugin_dir}{os.pathsep}{env_path}" if env_path else str(plugin_dir)
+    try:
+        proc = _suite(["suites/host", "-p", "sk_stop_at_finish"], reports, private)
+    finally:
+        if env_path:
+            os.environ["PYTHONPATH"] = env_path
+        else:
+            os.environ.pop("PYTHONPATH", None)
+    start = time.monotonic()
+    try:
+        wait = Deadline(120)
+        while not _stopped(proc.pid):
+            assert proc.poll() is None, f"the suite ended without reaching sessionfinish: {proc.stdout.read()!r}"  # type: ignore[union-attr]
+            assert not wait.expired, "the suite did not reach sessionfinish within 120 s"
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        proc.send_signal(signal.SIGCONT)
+        code, out, left = _finish(proc, 60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    took = time.monotonic() - start
+    run = (reports / "latest").resolve()
+    ok, state = report_state(run)
+    problems: list[str] = []
+    result: dict[str, object] = {}
+    try:
+        result = json.loads((run / "result.json").read_text())
+        problems = schema.problems(result)
+    except (OSError, ValueError) as exc:
+        problems = [f"result.json: {exc}"]
+    status = f"{result.get('status')}: {result.get('status_reason')}"
+    interrupted = result.get("status") == "incomplete" and "interrupted" in str(result.get("status_reason"))
+    named = "nterrupt" in out
+    works, next_state = _next_run(reports, private)
+    outcome = (f"exit {code}, {'ERROR' if code == 2 else 'NOT AN ERROR'}; "
+               f"{'names the interruption' if named else 'DOES NOT name the interruption'}"
+               f"{'; Traceback' if 'Traceback' in out else ''}")
+    report = state if not problems else f"{state}; SCHEMA: {problems[0]}"
+    record(Row("report writing", sig.name, outcome, "host.json, session.log" if (run / "host.json").is_file()
+               else "NO host.json", f"{report}; result.json {status}",
+               left, _dumps(private), round(took, 1),
+               test=f"faults/test_suite_faults.py::test_report_writing_interrupted[{sig.name}]", note=next_state))
+    assert code == 2 and named and "Traceback" not in out, out[-3000:]
+    assert ok and not problems and interrupted, (state, problems, interrupted)
+    assert not left, left
+    assert works, next_state
