@@ -6,6 +6,7 @@ the suite again on the same machine (the host suite: no guest, ~2 s) to show the
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -166,6 +167,7 @@ def test_report_writing_disk_full(full_tmpfs: Path, private: Path) -> None:
 _STOP_AT_SESSIONFINISH = '''\
 """Self-test helper (synthetic): the suite stops itself once its session ends, so a signal lands while it
 writes its final report (junit.xml, result.json, report.html, exit_code)."""
+import ast
 import json
 import os
 import signal
@@ -243,4 +245,113 @@ def test_report_writing_interrupted(sig: signal.Signals, tmp_path: Path, private
     assert code == 2 and named and "Traceback" not in out, out[-3000:]
     assert ok and not problems and interrupted, (state, problems, interrupted)
     assert not left, left
+    assert works, next_state
+
+
+_LONG_COMMANDS = '''\
+"""Self-test helper (synthetic, written by tests/faults for one run): a guest test that runs a long command
+over one transport in the main thread and over the other in a second thread, so the suite's signal lands
+while a serial command and an SSH command are both in flight. Markers tell the cell when they started."""
+import os
+import threading
+from pathlib import Path
+
+MARKS = Path(os.environ["SK_FAULT_MARKS"])
+
+
+def _run(shell, via, swallow):
+    (MARKS / f"{via}-started").touch()
+    outcome = "finished"
+    try:
+        shell.run("sleep 90", timeout=150)
+    except BaseException as exc:
+        outcome = repr(exc)
+        if not swallow:
+            raise
+    finally:
+        (MARKS / f"{via}-ended").write_text(outcome)
+
+
+def test_long_commands(guest):
+    main = os.environ["SK_FAULT_MAIN"]
+    other = "ssh" if main == "serial" else "serial"
+    threading.Thread(target=_run, args=(guest.shell(other), other, True), daemon=True).start()
+    _run(guest.shell(main), main, False)
+'''
+_PHASE = {"serial": "serial command", "ssh": "SSH command"}
+
+
+def _plugins() -> list[str]:
+    """The suite's plugins as the root conftest.py names them (the helper test lives outside the repo)."""
+    tree = ast.parse((REPO / "conftest.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "pytest_plugins":
+            return [arg for name in ast.literal_eval(node.value) for arg in ("-p", name)]
+    raise AssertionError("conftest.py names no pytest_plugins")
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize(("sig", "main"), [(signal.SIGTERM, "serial"), (signal.SIGINT, "ssh")],
+                         ids=["SIGTERM-serial+ssh", "SIGINT-ssh+serial"])
+def test_commands_interrupted(sig: signal.Signals, main: str, tmp_path: Path, private: Path) -> None:
+    """The guest suite signalled while a serial command and an SSH command run in its guest (one boot per
+    signal serves both transports; the main thread waits on ``main``): exit 2 naming the interruption, a
+    complete report folder, console.log kept, no process or QEMU left, and the next run works."""
+    case = tmp_path / "case"
+    marks = tmp_path / "marks"
+    case.mkdir()
+    marks.mkdir()
+    (case / "test_sk_long_commands.py").write_text(_LONG_COMMANDS)
+    reports = tmp_path / "reports"
+    saved = {k: os.environ.get(k) for k in ("SK_FAULT_MARKS", "SK_FAULT_MAIN")}
+    os.environ.update(SK_FAULT_MARKS=str(marks), SK_FAULT_MAIN=main)
+    try:
+        proc = _suite([str(case), "-k", "plain", "-c", str(REPO / "pyproject.toml"), "--rootdir", str(REPO),
+                       *_plugins()], reports, private)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    start = time.monotonic()
+    try:
+        wait = Deadline(300)
+        while not all((marks / f"{via}-started").exists() for via in _PHASE):
+            assert proc.poll() is None, f"the suite ended before its commands ran: {proc.stdout.read()!r}"  # type: ignore[union-attr]
+            assert not wait.expired, "the guest commands did not start within 300 s"
+            time.sleep(0.1)
+        time.sleep(2.0)              # both commands are under way (sleep 90)
+        ended = sorted(p.name for p in marks.glob("*-ended"))
+        assert not ended, f"a command ended before the signal: {ended}"
+        proc.send_signal(sig)
+        code, out, left = _finish(proc, 120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    took = time.monotonic() - start
+    qemu_left = qemu_pids_under(private)
+    run = (reports / "latest").resolve()
+    ok, state = report_state(run)
+    guest_ev = sorted(run.glob("guest-plain-*"))
+    kept = sorted(p.name for p in guest_ev[0].iterdir()) if guest_ev else []
+    named = "KeyboardInterrupt" in out or "Interrupted" in out
+    works, next_state = _next_run(reports, private)
+    outcome = (f"exit {code}, {'ERROR' if code == 2 else 'NOT AN ERROR'}; "
+               f"{'names the interruption' if named else 'DOES NOT name the interruption'}")
+    evidence = "guest evidence: " + ",".join(k for k in kept if k.endswith(".log")) if kept else "NONE"
+    for via, phase in _PHASE.items():
+        where = "main thread" if via == main else "second thread, same run"
+        end = marks / f"{via}-ended"
+        ended_as = f"{via} command ended: {end.read_text()[:120] if end.exists() else 'no marker'}"
+        record(Row(phase, sig.name, f"{outcome} ({where})", evidence, state, left + len(qemu_left),
+                   _dumps(private), round(took, 1),
+                   test=f"faults/test_suite_faults.py::test_commands_interrupted[{sig.name}]",
+                   note=f"{next_state}; {ended_as}"))
+    assert code == 2 and named, out[-2000:]
+    assert ok, state
+    assert "console.log" in kept, kept
+    assert not left and not qemu_left, (left, qemu_left)
+    assert not list(private.glob("sevkit-*")), "the run's private folder was not removed"
     assert works, next_state
