@@ -131,11 +131,7 @@ def test_suite_interrupted(sig: signal.Signals, phase: str, after: float, tmp_pa
 @pytest.fixture
 def full_tmpfs(small_tmpfs: Path) -> Iterator[Path]:
     """The 16 MiB tmpfs filled up to the last block."""
-    filler = small_tmpfs / "filler"
-    with open(filler, "wb") as fh, pytest.raises(OSError):
-        while True:
-            fh.write(b"\0" * (1 << 20))
-            fh.flush()
+    filler = _fill(small_tmpfs)
     yield small_tmpfs
     filler.unlink(missing_ok=True)
 
@@ -352,6 +348,58 @@ def test_commands_interrupted(sig: signal.Signals, main: str, tmp_path: Path, pr
     assert code == 2 and named, out[-2000:]
     assert ok, state
     assert "console.log" in kept, kept
+    assert not left and not qemu_left, (left, qemu_left)
+    assert not list(private.glob("sevkit-*")), "the run's private folder was not removed"
+    assert works, next_state
+
+
+def _fill(folder: Path) -> Path:
+    filler = folder / "filler"
+    with open(filler, "wb") as fh, pytest.raises(OSError):
+        while True:
+            fh.write(b"\0" * (1 << 20))
+            fh.flush()
+    return filler
+
+
+@pytest.mark.qemu
+def test_boot_disk_full(small_tmpfs: Path, private: Path) -> None:
+    """The report folder (the guest's evidence: console.log) fills up while the guest boots: an ERROR
+    (exit 2) naming the console log and the lack of space, no process or QEMU left, no run folder, and
+    the next run works once space is back."""
+    reports = small_tmpfs / "reports"
+    proc = _suite(GUEST_CASE, reports, private)
+    start = time.monotonic()
+    try:
+        wait = Deadline(300)
+        while not any(p.stat().st_size for p in reports.glob("*/guest-plain-*/console.log")):
+            assert proc.poll() is None, f"the suite ended before the guest's console spoke: {proc.stdout.read()!r}"  # type: ignore[union-attr]
+            assert not wait.expired, "no console output from the suite's guest within 300 s"
+            time.sleep(0.05)
+        filler = _fill(small_tmpfs)         # QMP answered and the firmware/kernel is writing to the console
+        code, out, left = _finish(proc, 300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    took = time.monotonic() - start
+    qemu_left = qemu_pids_under(private)
+    filler.unlink()
+    run = (reports / "latest").resolve()
+    ev = sorted(run.glob("guest-plain-*"))
+    console = ev[0] / "console.log" if ev else None
+    kept = f"console.log {console.stat().st_size} bytes (cut at the full disk)" if console and console.is_file() \
+        else "NO console.log"
+    named = "console log" in out and "No space left" in out
+    internal = "INTERNALERROR" in out
+    works, next_state = _next_run(reports, private)
+    outcome = (f"exit {code}, {'ERROR' if code == 2 else 'NOT AN ERROR'}; "
+               f"{'GuestError names console log + ENOSPC' if named else 'does NOT name the console log ENOSPC'}"
+               f"{'; INTERNALERROR' if internal else ''}")
+    record(Row("boot to login", "disk full", outcome, kept, report_state(run)[1], left + len(qemu_left),
+               _dumps(private), round(took, 1), test="faults/test_suite_faults.py::test_boot_disk_full",
+               note=next_state))
+    assert code == 2 and named and not internal, out[-3000:]
     assert not left and not qemu_left, (left, qemu_left)
     assert not list(private.glob("sevkit-*")), "the run's private folder was not removed"
     assert works, next_state
