@@ -78,6 +78,7 @@ class ConsoleDrain:
         self.failure: tuple[str, str] | None = None
         self.panic_seen_at: float | None = None   # monotonic time the first panic line arrived
         self.bytes_read = 0
+        self.log_error: OSError | None = None     # console.log could not be written (the evidence is cut)
         self._thread = threading.Thread(target=self._run, name=f"{name}-drain", daemon=True)
         self._thread.start()
 
@@ -90,7 +91,11 @@ class ConsoleDrain:
                     break
                 if not chunk:
                     break
-                self._log.write(chunk)
+                if self.log_error is None:
+                    try:
+                        self._log.write(chunk)
+                    except OSError as exc:     # disk full, folder gone: keep draining, say so at the next wait
+                        self.log_error = exc
                 with self._cv:
                     self.bytes_read += len(chunk)
                     self._buf += chunk
@@ -242,7 +247,12 @@ class SerialConsole:
         return {"console_tail": self.tail(), "console_log": str(self.log_path), **extra}
 
     def check_failure(self) -> None:
-        """Raise GuestPanic if the drain has seen a boot failure."""
+        """Raise GuestPanic if the drain has seen a boot failure, GuestError if console.log cannot be
+        written (a run whose console evidence is cut is an infrastructure error, not a verdict)."""
+        if self._drain is not None and self._drain.log_error is not None:
+            err = self._drain.log_error
+            raise GuestError(f"{self.name}: cannot write the console log {str(self.log_path)!r}: "
+                             f"{err.strerror or err}", evidence=self._evidence(log_error=str(err)))
         if self._drain is not None and self._drain.failure is not None:
             kind, text = self._drain.failure
             raise GuestPanic(f"{self.name}: {kind} on the console: {text.strip()}\n--- console tail ---\n"

@@ -31,3 +31,26 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def interrupts_held() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM noted, not raised, for the duration of a ``with`` block (the final report is
+    written whole); the list yielded holds the signals that arrived. A second signal raises
+    KeyboardInterrupt as before, so a person can still break a stuck block with a second Ctrl-C."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+
+    def _note(signum: int, frame: FrameType | None) -> None:
+        got.append(signum)
+        if len(got) > 1:
+            raise KeyboardInterrupt(f"signal {signum} (second)")
+
+    previous = {s: signal.signal(s, _note) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield got
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)

@@ -65,16 +65,6 @@ assert set(NOT_APPLICABLE) <= {(p, f) for p in PHASES for f in FAULTS}
 
 # Real cells this matrix does not inject yet, and why (they stay visible in the table).
 NOT_MEASURED: dict[tuple[str, str], str] = {
-    ("boot to login", "disk full"): "the guest writes into its qcow2 overlay; filling the host folder mid-boot "
-                                    "needs the overlay on a tmpfs sized to the byte",
-    ("serial command", "SIGTERM"): "needs a second full boot in a suite subprocess; same KeyboardInterrupt "
-                                   "teardown path as the boot cells",
-    ("serial command", "SIGINT"): "as SIGTERM",
-    ("SSH command", "SIGTERM"): "as serial command",
-    ("SSH command", "SIGINT"): "as serial command",
-    ("report writing", "SIGTERM"): "the window is milliseconds; the interrupted runs above write their report "
-                                   "after the signal",
-    ("report writing", "SIGINT"): "as SIGTERM",
 }
 
 # Cells another self-test in `make test` already measures (it asserts the outcome itself).
