@@ -41,8 +41,10 @@ def _control_clean(ms: MemoryScan, control: bytes, evidence: dict[str, Any]) -> 
 
 
 def judge_confidential(kind: str, ms: MemoryScan, needle: bytes, control: bytes,
-                       evidence: dict[str, Any]) -> list[str]:
-    """Failures (empty = conformant) for a confidential guest's scan; DumpError if no verdict is possible."""
+                       evidence: dict[str, Any], *, ciphertext_hiding: bool = False) -> list[str]:
+    """Failures (empty = conformant) for a confidential guest's scan; DumpError if no verdict is possible.
+    With ``ciphertext_hiding`` the host is meant to read 0xFF, not ciphertext, at private pages, so the
+    whole-RAM entropy rule does not apply; judge_pages decides per page of the secret."""
     cov = ms.coverage
     if cov.bytes_read == 0:
         raise DumpError(f"{ms.method} read 0 bytes of the {kind} guest: no verdict possible", evidence=evidence)
@@ -53,7 +55,9 @@ def judge_confidential(kind: str, ms: MemoryScan, needle: bytes, control: bytes,
         gpas = [f"{h.gpa:#x}" for h in hits[:5] if h.gpa is not None]
         failures.append(f"{kind}: the planted secret is readable in plaintext from the host: {ms.count(needle)} "
                         f"hit(s) via {ms.method} at gpa {gpas} (read {cov.bytes_read}/{cov.ram_bytes} bytes)")
-    if cov.private_readable:
+    if cov.private_readable and ciphertext_hiding:
+        evidence["entropy_rule"] = "not applied: with ciphertext hiding private pages read as 0xFF, not ciphertext"
+    elif cov.private_readable:
         ent = ms.result.entropy.to_json() if ms.result.entropy else {}
         frac = ent.get("high_entropy_fraction_of_nonzero")
         if frac is None:
@@ -86,14 +90,21 @@ def judge_registers(kind: str, view: RegisterView, evidence: dict[str, Any]) -> 
 # mean the host did not get the data; ciphertext means it saw them encrypted.
 SNP_OK = {"zero": "zero-filled", "ones": "0xFF (ciphertext hiding)", "absent": "not in the view",
           "unreadable": "read refused", "ciphertext": "ciphertext"}
+# Ciphertext hiding (Turin; KVM "Add SEV-SNP CipherTextHiding support", A. Kalra, 2025, the text of
+# kvm-amd.ciphertext_hiding_asids): "Instead of reading ciphertext, the host reads will see constant
+# default values (0xff)." So ciphertext at a private page of such a guest is a failure.
+CTH_SOURCE = "KVM SEV-SNP CipherTextHiding support (kvm-amd.ciphertext_hiding_asids): host reads see 0xff"
 
 
 def _gpas(views: list[PageView], outcome: str) -> list[str]:
     return [f"{v.gpa:#x}" for v in views if v.outcome == outcome][:5]
 
 
-def judge_pages(kind: str, views: dict[str, list[PageView]], evidence: dict[str, Any]) -> tuple[list[str], str]:
-    """(failures, what was proven) for the secret's pages in each method's view.
+def judge_pages(kind: str, views: dict[str, list[PageView]], evidence: dict[str, Any], *,
+                ciphertext_hiding: bool = False) -> tuple[list[str], str]:
+    """(failures, what was proven) for the secret's pages in each method's view. With
+    ``ciphertext_hiding`` (an SNP guest launched with policy bit 24 on a host that enables it), a page
+    read as ciphertext fails, since the host must see 0xFF there (CTH_SOURCE).
 
     Raises DumpError when a method examined none of them, or (plain) never saw the secret there, or
     (SEV/SEV-ES) could not read a page that must be readable: no verdict is possible then."""
@@ -133,6 +144,16 @@ def judge_pages(kind: str, views: dict[str, list[PageView]], evidence: dict[str,
                 proofs.append(f"{method}: all {n} pages that hold the secret read as ciphertext-like data, never the "
                               "secret: the host sees them only encrypted")
             continue
+        if ciphertext_hiding and counts.get("ciphertext"):
+            failures.append(f"{kind} with ciphertext hiding: {method} reads ciphertext at {counts['ciphertext']} of "
+                            f"the secret's {n} pages (gpa {_gpas(seen, 'ciphertext')}); the host must read 0xFF "
+                            f"there ({CTH_SOURCE})")
+        if ciphertext_hiding and not failures:
+            ones = counts.get("ones", 0)
+            proofs.append(f"{method}: ciphertext hiding seen at {ones} of {n} pages (0xFF)" if ones else
+                          f"{method}: ciphertext hiding not observable in this view: none of the {n} pages reached "
+                          "private memory (e.g. guest_memfd keeps them out of QEMU's mappings), and none read "
+                          "as ciphertext")
         if not failures:
             said = ", ".join(f"{SNP_OK[k]} {c}" for k, c in sorted(counts.items()) if k in SNP_OK)
             text = f"{method}: at the {n} pages that hold the secret the host saw {said}; no host view read the secret"

@@ -19,12 +19,14 @@ import pytest
 from fixtures.attestation import save_report
 from fixtures.capabilities import allow_destructive
 from fixtures.guest import SuiteGuests
-from fixtures.options import expect_profile
+from fixtures.memory import positive_control, summary
+from fixtures.options import expect_profile, settings
 from sevkit import snpbits
 from sevkit.attestation import AttestationReport, igvm, load_report
 from sevkit.attestation.guestfetch import fetch_report
 from sevkit.attestation.idblock import make_id_block
 from sevkit.attestation.measure import LaunchInputs, expected_measurement
+from sevkit.attestation.mitigations import MitigationFloors, judge_mitigations
 from sevkit.errors import LaunchError, LaunchRefused, SevkitError
 from sevkit.evidence import ArtifactDir
 from sevkit.host import applicability as ap
@@ -32,6 +34,7 @@ from sevkit.host import snpconfig
 from sevkit.host.applicability import Applicability
 from sevkit.host.capabilities import Capabilities
 from sevkit.logs.patterns import GUEST_STATUS
+from sevkit.memory.judge import judge_confidential, judge_pages
 from sevkit.qemu.machine import GuestVM
 from sevkit.qemu.spec import GuestSpec
 
@@ -96,17 +99,32 @@ def test_snp_policy_bit_not_advertised_refused(bit: int, host_caps: Capabilities
 
 
 def test_snp_ciphertext_hiding(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
-                               artifacts: ArtifactDir) -> None:
+                               request: pytest.FixtureRequest, artifacts: ArtifactDir) -> None:
     """With ciphertext hiding enabled, an SNP guest launched with policy bit 24 runs and its report shows
-    CIPHERTEXT_HIDING (policy) and CIPHERTEXT_HIDING_EN (PLATFORM_INFO bit 4). What the host then reads at
-    private pages is constant 0xff, not ciphertext (kernel-parameters.txt kvm-amd.ciphertext_hiding_asids);
-    that read is the targeted memory test's (suites/memory). Spec: SNP ABI Guest Policy bit 24."""
+    CIPHERTEXT_HIDING (policy) and CIPHERTEXT_HIDING_EN (PLATFORM_INFO bit 4). Then the targeted memory test
+    (suites/memory's procedure, with the plain guest as positive control) plants a secret in it and
+    records what each host view reads at the exact pages that hold the secret: never the secret, and
+    never ciphertext, since with ciphertext hiding "the host reads will see constant default values
+    (0xff)" (KVM SEV-SNP CipherTextHiding support, kvm-amd.ciphertext_hiding_asids). Pages no view
+    reaches (guest_memfd) are reported as such. Spec: SNP ABI Guest Policy bit 24, PLATFORM_INFO bit 4."""
     applies(ap.ciphertext_hiding(host_caps))
     policy = 0x30000 | 1 << 24
     vm, report = _boot_report(guest_pool, _snp_spec(guest_pool, "snp-cth", policy=policy), "guest-snp-cth", artifacts)
     try:
         assert report.policy.ciphertext_hiding, f"report POLICY {report.policy.raw:#x} lacks CIPHERTEXT_HIDING"
         assert report.platform_info.ciphertext_hiding_en, "report PLATFORM_INFO lacks CIPHERTEXT_HIDING_EN"
+        probes = request.getfixturevalue("memory_probe")       # only where this applies: no scan otherwise
+        method = settings(request.config).dump_methods[0]
+        control = positive_control(guest_pool, probes, method)
+        planted, ms = probes(vm).plant_and_scan(method)
+        evidence = summary(planted, ms, role="sev-snp guest with ciphertext hiding",
+                           positive_control=control["scan"]["method"])
+        failures = judge_confidential("sev-snp", ms, planted.secret.needle, planted.secret.control, evidence,
+                                      ciphertext_hiding=True)
+        page_failures, evidence["proven"] = judge_pages("sev-snp", ms.page_views, evidence, ciphertext_hiding=True)
+        artifacts.write_json("memory-scan.json", evidence)
+        failures += page_failures
+        assert not failures, "; ".join(failures)
     finally:
         vm.shutdown()
 
@@ -205,27 +223,26 @@ def test_snp_vmsa_features_match_sev_status(host_caps: Capabilities, applies: Ap
 
 
 def test_snp_mitigation_vectors(host_caps: Capabilities, applies: Applies, request: pytest.FixtureRequest,
-                                artifacts: ArtifactDir) -> None:
-    """Report v5 LAUNCH_MIT_VECTOR / CURRENT_MIT_VECTOR and the host's supported / verified mitigations
-    (SNP_VERIFY_MITIGATION STATUS, /sys/firmware/sev/vulnerabilities) are recorded side by side.
-    No verdict: the ccp patch (Documentation/ABI/testing/sysfs-firmware-sev-vulnerabilities, v4,
-    2026) defines the sysfs files only as the firmware's supported and verified vectors and says the
-    meaning of each bit is "platform- and bug-specific", published in AMD Security Bulletins; neither
-    it nor the report layout (ATTESTATION_REPORT 0x1F8/0x200, version 5) states how the two relate,
-    so any bit-wise rule would be invented. The test SKIPs with the four values as its evidence."""
+                                host_mitigations: Callable[[], dict[str, int]], artifacts: ArtifactDir) -> None:
+    """Report v5 LAUNCH_MIT_VECTOR / CURRENT_MIT_VECTOR agree with the host's SNP_VERIFY_MITIGATION vectors
+    (/sys/firmware/sev/vulnerabilities, read just before and just after a fresh report): verified ⊆
+    supported, verified ⊆ CURRENT, LAUNCH ⊆ CURRENT, and the lab's floors (--sev-min-launch-mit-vector,
+    --sev-min-current-mit-vector, go-sev-guest's rule) hold; the evidence lists the verified bits.
+    Spec: SNP ABI 1.58 ATTESTATION_REPORT 0x1F8/0x200 and SNP_VERIFY_MITIGATION; linux psp-sev.h
+    sev_data_snp_verify_mitigation_dst (the rules and their sources: sevkit.attestation.mitigations)."""
     a = applies(ap.mitigation_vectors(host_caps))
-    _, report = request.getfixturevalue("snp_report")   # boots the SNP guest only where this applies
+    floors = MitigationFloors(*settings(request.config).min_mit_vectors)
+    get_report = request.getfixturevalue("get_snp_report")   # boots the SNP guest only where this applies
+    before = host_mitigations()
+    _, report = get_report()
+    after = host_mitigations()
     if report.current_mit_vector is None or report.launch_mit_vector is None:
         pytest.skip(f"{ap.NOT_APPLICABLE}: report version {report.version} carries no mitigation vectors "
                     f"(v5 does); {a.reason}")
-    host = host_caps.get("firmware.mitigations").value
-    values = {"host_supported": host["supported"], "host_verified": host["verified"],
-              "report_launch_mit_vector": hex(report.launch_mit_vector),
-              "report_current_mit_vector": hex(report.current_mit_vector), "report_version": report.version}
-    artifacts.write_json("mitigations.json", values)
-    pytest.skip("recorded without a verdict (no source relates the report's mitigation vectors to the host's "
-                "SNP_VERIFY_MITIGATION vectors; bit meanings are per AMD Security Bulletin): "
-                + ", ".join(f"{k}={v}" for k, v in values.items()))
+    verdict = judge_mitigations(launch=report.launch_mit_vector, current=report.current_mit_vector,
+                                host_before=before, host_after=after, floors=floors)
+    artifacts.write_json("mitigations.json", {**verdict.evidence, "failures": list(verdict.failures)})
+    assert not verdict.failures, "; ".join(verdict.failures)
 
 
 def test_sev_es_offered_or_withdrawn(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,

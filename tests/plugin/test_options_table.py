@@ -37,6 +37,8 @@ BAD = [
     (("--sev-dump-method=xray",), "--sev-dump-method / sev_dump_method (command line): 'xray'", "procmem, elf"),
     (("--sev-target=ftp://lab",), "--sev-target / sev_target (command line): 'ftp://lab'", "ssh://user@host"),
     (("--sev-kds-url=kds.amd.com",), "--sev-kds-url / sev_kds_url (command line)", "'off'"),
+    (("--sev-min-current-mit-vector=lots",), "--sev-min-current-mit-vector / sev_min_current_mit_vector "
+     "(command line): 'lots'", "a 64-bit mask"),
     (("-o", "sev_accel=warp"), "--sev-accel / sev_accel (ini): 'warp'", "one of auto, kvm, tcg"),
 ]
 
@@ -76,11 +78,13 @@ def test_good_values_reach_the_frozen_settings(tmp_path: Path) -> None:
         "    assert s.expect == 'sev-es' and s.demands('SEV') and not s.demands('SEV-SNP')\n"
         "    assert s.dump_methods == ('procmem', 'elf', 'pmemsave') and s.kds_url is None\n"
         "    assert s.min_tcb == {'blSPL': 3, 'snpSPL': 8} and s.timeouts.boot == 7.5\n"
+        "    assert s.min_mit_vectors == (0, 5)\n"
         "    with pytest.raises(dataclasses.FrozenInstanceError):\n"
         "        s.expect = 'none'\n")
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--sev-guest-cpus=3",
                            "--sev-accel", "TCG", "--sev-expect=sev-es", "--sev-kds-url=off", "--sev-min-tcb=bl=3,snp=8",
-                           "--sev-timeout-boot=7.5"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                           "--sev-timeout-boot=7.5", "--sev-min-current-mit-vector=0x5"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           check=False, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 

@@ -74,6 +74,19 @@ def test_guest_memfd_snp_skips_the_entropy_rule_but_not_the_hit_rule() -> None:
     assert judge_confidential("sev-snp", scan_of(bytes(leaked), private_readable=False), NEEDLE, CONTROL, {})
 
 
+def test_ciphertext_hiding_replaces_the_entropy_rule() -> None:
+    """SYNTHETIC 0xFF memory (what a host reads of a ciphertext-hiding guest's private pages): the
+    entropy rule would call it unencrypted, so it is not applied; a planted secret still fails."""
+    hidden = b"\xff" * (64 * 4096)
+    assert judge_confidential("sev-snp", scan_of(hidden), NEEDLE, CONTROL, {})       # entropy rule fails it
+    evidence: dict[str, object] = {}
+    assert judge_confidential("sev-snp", scan_of(hidden), NEEDLE, CONTROL, evidence, ciphertext_hiding=True) == []
+    assert "not applied" in str(evidence["entropy_rule"])
+    leaked = bytearray(hidden)
+    leaked[0:64] = NEEDLE
+    assert judge_confidential("sev-snp", scan_of(bytes(leaked)), NEEDLE, CONTROL, {}, ciphertext_hiding=True)
+
+
 def test_registers() -> None:
     assert judge_registers("plain", RegisterView([LIVE]), {}) == []
     with pytest.raises(DumpError, match="plain guest's registers"):

@@ -141,6 +141,20 @@ def test_snp_outcomes_each_have_a_rule() -> None:
     assert fails and "plaintext at 1 of its 2 pages" in fails[0]
 
 
+def test_ciphertext_hiding_turns_ciphertext_into_a_failure() -> None:
+    """Ciphertext hiding (policy bit 24): the host must read 0xFF at private pages, never ciphertext."""
+    fails, proof = judge_pages("sev-snp", {"procmem": _views("procmem", "ones", "ones")}, {}, ciphertext_hiding=True)
+    assert not fails and "procmem: ciphertext hiding seen at 2 of 2 pages (0xFF)" in proof
+    fails, proof = judge_pages("sev-snp", {"procmem": _views("procmem", "zero", "absent")}, {},
+                               ciphertext_hiding=True)
+    assert not fails and "ciphertext hiding not observable in this view: none of the 2 pages" in proof
+    fails, _ = judge_pages("sev-snp", {"procmem": _views("procmem", "ones", "ciphertext")}, {}, ciphertext_hiding=True)
+    assert len(fails) == 1 and "reads ciphertext at 1 of the secret's 2 pages" in fails[0]
+    assert "host reads see 0xff" in fails[0]
+    fails, _ = judge_pages("sev-snp", {"procmem": _views("procmem", "ciphertext")}, {})
+    assert not fails                                     # without ciphertext hiding, ciphertext is the expectation
+
+
 def test_moved_pages_are_not_examined() -> None:
     pages = {0x1000: "anon", 0x2000: "anon"}
     gone = moved(pages, [0x1040, 0x2040], [0x1040, 0x9040])
