@@ -15,7 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,77 @@ def _dumps(private: Path) -> int:
     return sum(1 for p in private.rglob("*") if p.is_file() and p.suffix in (".elf", ".raw"))
 
 
+@dataclass
+class Interrupted:
+    """What one signalled suite run left: its exit, output, the report folder and whether the next run works."""
+
+    code: int
+    out: str
+    left: int
+    qemu_left: list[int]
+    took: float
+    ok: bool
+    state: str
+    kept: list[str]
+    works: bool
+    next_state: str
+
+    @property
+    def named(self) -> bool:
+        return "KeyboardInterrupt" in self.out or "Interrupted" in self.out
+
+    @property
+    def outcome(self) -> str:
+        return (f"exit {self.code}, {'ERROR' if self.code == 2 else 'NOT AN ERROR'}; "
+                f"{'names the interruption' if self.named else 'DOES NOT name the interruption'}")
+
+
+def _act_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool], what: str, act: Callable[[], None],
+              timeout: float = 120) -> tuple[int, str, int, float]:
+    """Wait (300 s at most) until ``ready()``, then ``act()`` and let the run end (``timeout``); the run is
+    killed on every other path. Returns (exit code, output, processes left, seconds from start)."""
+    start = time.monotonic()
+    try:
+        wait = Deadline(300)
+        while not ready():
+            assert proc.poll() is None, f"the suite ended before {what}: {proc.stdout.read()!r}"  # type: ignore[union-attr]
+            assert not wait.expired, f"not {what} within 300 s"
+            time.sleep(0.05)
+        act()
+        code, out, left = _finish(proc, timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return code, out, left, time.monotonic() - start
+
+
+def _signal_when(proc: subprocess.Popen[bytes], sig: signal.Signals, ready: Callable[[], bool], what: str,
+                 settle: Callable[[], None], reports: Path, private: Path) -> Interrupted:
+    """Send ``sig`` once ``ready()`` and ``settle()`` passed; then collect what the run left (exit, processes,
+    QEMUs, the report folder, the guest evidence kept) and run the suite again."""
+    def act() -> None:
+        settle()
+        proc.send_signal(sig)
+
+    code, out, left, took = _act_when(proc, ready, what, act)
+    qemu_left = qemu_pids_under(private)
+    run = (reports / "latest").resolve()
+    ok, state = report_state(run)
+    guest_ev = sorted(run.glob("guest-plain-*"))
+    kept = sorted(p.name for p in guest_ev[0].iterdir()) if guest_ev else []
+    works, next_state = _next_run(reports, private)
+    return Interrupted(code, out, left, qemu_left, took, ok, state, kept, works, next_state)
+
+
+def _assert_clean(r: Interrupted, private: Path) -> None:
+    assert r.code == 2 and r.named, r.out[-2000:]
+    assert r.ok, r.state
+    assert not r.left and not r.qemu_left, (r.left, r.qemu_left)
+    assert not list(private.glob("sevkit-*")), "the run's private folder was not removed"
+    assert r.works, r.next_state
+
+
 @pytest.mark.qemu
 @pytest.mark.parametrize(("sig", "phase", "after"), [(signal.SIGTERM, "launch", 0.0),
                                                      (signal.SIGINT, "launch", 0.0),
@@ -91,41 +163,19 @@ def test_suite_interrupted(sig: signal.Signals, phase: str, after: float, tmp_pa
     no process of the run left, no QEMU, no run folder, and the next run works."""
     reports = tmp_path / "reports"
     proc = _suite(GUEST_CASE, reports, private)
-    start = time.monotonic()
-    try:
-        wait = Deadline(300)
-        while not qemu_pids_under(private):
-            assert proc.poll() is None, f"the suite ended before QEMU started: {proc.stdout.read()!r}"  # type: ignore[union-attr]
-            assert not wait.expired, "no QEMU from the suite run within 300 s"
-            time.sleep(0.05)
+
+    def settle() -> None:
         time.sleep(after)
         assert qemu_pids_under(private), "QEMU exited on its own before the signal"
-        proc.send_signal(sig)
-        code, out, left = _finish(proc, 120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    took = time.monotonic() - start
-    qemu_left = qemu_pids_under(private)
-    run = (reports / "latest").resolve()
-    ok, state = report_state(run)
-    guest_ev = sorted(run.glob("guest-plain-*"))
-    kept = sorted(p.name for p in guest_ev[0].iterdir()) if guest_ev else []
-    named = "KeyboardInterrupt" in out or "Interrupted" in out
-    works, next_state = _next_run(reports, private)
-    outcome = (f"exit {code}, {'ERROR' if code == 2 else 'NOT AN ERROR'}; "
-               f"{'names the interruption' if named else 'DOES NOT name the interruption'}")
-    record(Row(phase, sig.name, outcome, "guest evidence: " + ",".join(k for k in kept if k.endswith((".log", ".sh")))
-               if kept else "NONE", state, left + len(qemu_left), _dumps(private), round(took, 1),
-               test=f"faults/test_suite_faults.py::test_suite_interrupted[{sig.name}]", note=next_state))
-    assert code == 2 and named, out[-2000:]
-    assert ok, state
+
+    r = _signal_when(proc, sig, lambda: bool(qemu_pids_under(private)), "QEMU started", settle, reports, private)
+    evidence = "guest evidence: " + ",".join(k for k in r.kept if k.endswith((".log", ".sh"))) if r.kept else "NONE"
+    record(Row(phase, sig.name, r.outcome, evidence, r.state, r.left + len(r.qemu_left), _dumps(private),
+               round(r.took, 1), test=f"faults/test_suite_faults.py::test_suite_interrupted[{sig.name}]",
+               note=r.next_state))
     need = {"run.sh"} if phase == "launch" else {"run.sh", "console.log"}    # no console before QMP answers
-    assert need <= set(kept), kept
-    assert not left and not qemu_left, (left, qemu_left)
-    assert not list(private.glob("sevkit-*")), "the run's private folder was not removed"
-    assert works, next_state
+    assert need <= set(r.kept), r.kept
+    _assert_clean(r, private)
 
 
 @pytest.fixture
@@ -310,47 +360,25 @@ def test_commands_interrupted(sig: signal.Signals, main: str, tmp_path: Path, pr
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    start = time.monotonic()
-    try:
-        wait = Deadline(300)
-        while not all((marks / f"{via}-started").exists() for via in _PHASE):
-            assert proc.poll() is None, f"the suite ended before its commands ran: {proc.stdout.read()!r}"  # type: ignore[union-attr]
-            assert not wait.expired, "the guest commands did not start within 300 s"
-            time.sleep(0.1)
+
+    def settle() -> None:
         time.sleep(2.0)              # both commands are under way (sleep 90)
         ended = sorted(p.name for p in marks.glob("*-ended"))
         assert not ended, f"a command ended before the signal: {ended}"
-        proc.send_signal(sig)
-        code, out, left = _finish(proc, 120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    took = time.monotonic() - start
-    qemu_left = qemu_pids_under(private)
-    run = (reports / "latest").resolve()
-    ok, state = report_state(run)
-    guest_ev = sorted(run.glob("guest-plain-*"))
-    kept = sorted(p.name for p in guest_ev[0].iterdir()) if guest_ev else []
-    named = "KeyboardInterrupt" in out or "Interrupted" in out
-    works, next_state = _next_run(reports, private)
-    outcome = (f"exit {code}, {'ERROR' if code == 2 else 'NOT AN ERROR'}; "
-               f"{'names the interruption' if named else 'DOES NOT name the interruption'}")
-    evidence = "guest evidence: " + ",".join(k for k in kept if k.endswith(".log")) if kept else "NONE"
+
+    r = _signal_when(proc, sig, lambda: all((marks / f"{via}-started").exists() for via in _PHASE),
+                     "its guest commands ran", settle, reports, private)
+    evidence = "guest evidence: " + ",".join(k for k in r.kept if k.endswith(".log")) if r.kept else "NONE"
     for via, phase in _PHASE.items():
         where = "main thread" if via == main else "second thread, same run"
         end = marks / f"{via}-ended"
         ended_as = f"{via} command ended: {end.read_text()[:120] if end.exists() else 'no marker'}"
-        record(Row(phase, sig.name, f"{outcome} ({where})", evidence, state, left + len(qemu_left),
-                   _dumps(private), round(took, 1),
+        record(Row(phase, sig.name, f"{r.outcome} ({where})", evidence, r.state, r.left + len(r.qemu_left),
+                   _dumps(private), round(r.took, 1),
                    test=f"faults/test_suite_faults.py::test_commands_interrupted[{sig.name}]",
-                   note=f"{next_state}; {ended_as}"))
-    assert code == 2 and named, out[-2000:]
-    assert ok, state
-    assert "console.log" in kept, kept
-    assert not left and not qemu_left, (left, qemu_left)
-    assert not list(private.glob("sevkit-*")), "the run's private folder was not removed"
-    assert works, next_state
+                   note=f"{r.next_state}; {ended_as}"))
+    assert "console.log" in r.kept, r.kept
+    _assert_clean(r, private)
 
 
 def _fill(folder: Path) -> Path:
@@ -369,22 +397,15 @@ def test_boot_disk_full(small_tmpfs: Path, private: Path) -> None:
     the next run works once space is back."""
     reports = small_tmpfs / "reports"
     proc = _suite(GUEST_CASE, reports, private)
-    start = time.monotonic()
-    try:
-        wait = Deadline(300)
-        while not any(p.stat().st_size for p in reports.glob("*/guest-plain-*/console.log")):
-            assert proc.poll() is None, f"the suite ended before the guest's console spoke: {proc.stdout.read()!r}"  # type: ignore[union-attr]
-            assert not wait.expired, "no console output from the suite's guest within 300 s"
-            time.sleep(0.05)
-        filler = _fill(small_tmpfs)         # QMP answered and the firmware/kernel is writing to the console
-        code, out, left = _finish(proc, 300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    took = time.monotonic() - start
+
+    def fill() -> None:
+        _fill(small_tmpfs)          # QMP answered and the firmware/kernel is writing to the console
+
+    code, out, left, took = _act_when(
+        proc, lambda: any(p.stat().st_size for p in reports.glob("*/guest-plain-*/console.log")),
+        "the guest's console spoke", fill, timeout=300)
     qemu_left = qemu_pids_under(private)
-    filler.unlink()
+    (small_tmpfs / "filler").unlink()
     run = (reports / "latest").resolve()
     ev = sorted(run.glob("guest-plain-*"))
     console = ev[0] / "console.log" if ev else None
