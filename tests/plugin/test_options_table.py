@@ -37,6 +37,8 @@ BAD = [
     (("--sev-dump-method=xray",), "--sev-dump-method / sev_dump_method (command line): 'xray'", "procmem, elf"),
     (("--sev-target=ftp://lab",), "--sev-target / sev_target (command line): 'ftp://lab'", "ssh://user@host"),
     (("--sev-kds-url=kds.amd.com",), "--sev-kds-url / sev_kds_url (command line)", "'off'"),
+    (("--sev-kds-url=http://kds.lab.example",), "--sev-kds-url / sev_kds_url (command line)",
+     "plain http only to a loopback test server"),
     (("--sev-min-current-mit-vector=lots",), "--sev-min-current-mit-vector / sev_min_current_mit_vector "
      "(command line): 'lots'", "a 64-bit mask"),
     (("-o", "sev_accel=warp"), "--sev-accel / sev_accel (ini): 'warp'", "one of auto, kvm, tcg"),

@@ -12,8 +12,10 @@ SYNTHETIC OVMF-like file with kernel-hashes=on (that test passes, the digest cov
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -245,6 +247,46 @@ def test_v2_report_takes_the_product_from_the_host_probe(pytester: pytest.Pytest
     shared = junit.parent / "attestation-snp-report"
     assert (shared / "vcek.source.txt").read_text().startswith("cache:")
     assert json.loads((shared / "report.json").read_text())["product"] == "Milan"
+
+
+def test_vcek_from_a_loopback_kds_named_in_sev_kds_url(pytester: pytest.Pytester, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """--sev-kds-url http://127.0.0.1:PORT (a lab's local KDS mirror on loopback): accepted at start and
+    used; with no certificate table the VCEK comes from it (the real Milan VCEK, served for the KDS path),
+    and the report verifies. Plain http to any other host is refused at start (test_options_table)."""
+    vcek = (ATT / "virtee-sev/vcek_milan.der").read_bytes()
+    paths: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            paths.append(self.path)
+            ok = self.path.startswith("/vcek/v1/Milan/") and "cert_chain" not in self.path
+            body = vcek if ok else b"Not Found"
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        _setup(pytester, tmp_path, monkeypatch, auxblob=b"")
+        reports = tmp_path / "reports"
+        res = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", f"--sev-kds-url=http://127.0.0.1:{server.server_address[1]}",
+            f"--sev-report-dir={reports}", "-o", "sev_expect=none", "-k", "verifies")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    junit = next(reports.glob("*/junit.xml"))
+    assert _outcomes(junit) == {"test_report_verifies": "passed"}, res.stdout.str()[-3000:]
+    assert any(p.startswith("/vcek/v1/Milan/") for p in paths), paths
+    assert "KDS" in (junit.parent / "attestation-snp-report" / "vcek.source.txt").read_text().upper()
 
 
 def test_measured_but_not_enforced_is_a_clear_failure(pytester: pytest.Pytester, tmp_path: Path,
