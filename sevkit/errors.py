@@ -6,6 +6,7 @@ report an ERROR (infrastructure), never a FAILED (non-conformance).
     SevkitError                     base; ``evidence`` holds what was observed
     ├── UsageError                  bad input from a person (CLI exit 2)
     │   └── InputError              a file that cannot be read or understood
+    │       └── IgvmFormatError     an IGVM file that is malformed (offset and what is wrong)
     ├── HostProbeError              the host could not be read (access, transport)
     │   └── TransportError          SSH or bundle transport failure
     ├── ImageError                  guest image build or lookup failed
@@ -49,6 +50,15 @@ class UsageError(SevkitError):
 
 class InputError(UsageError):
     """An input file is missing, unreadable, empty, binary junk or of an unknown kind."""
+
+
+class IgvmFormatError(InputError):
+    """A malformed IGVM file; ``offset`` is the byte offset in the file where it goes wrong."""
+
+    def __init__(self, source: str, offset: int, what: str) -> None:
+        super().__init__(f"{source}: not a valid IGVM file: at offset {offset:#x}: {what}",
+                         evidence={"file": source, "offset": offset, "problem": what})
+        self.offset = offset
 
 
 class HostProbeError(SevkitError):
