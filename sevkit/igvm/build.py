@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, MeasurementError
+from ..userfiles import OVMF_IMAGE, read_file
 from .format import (
     PAGE_SIZE_4K,
     Directive,
@@ -76,6 +77,7 @@ def build_ovmf_igvm(inp: BuildInputs) -> IgvmFile:
     if inp.vcpus < 1:
         raise InputError(f"vcpus={inp.vcpus}: a guest has at least one vCPU")
     sig = vcpu_signature(inp.vcpu_type, inp.vcpu_sig)
+    read_file(inp.ovmf, OVMF_IMAGE, "OVMF")        # a regular file within the cap, before sev-snp-measure reads it
     try:
         ovmf = OVMF(str(inp.ovmf))
         items = list(ovmf.metadata_items())
