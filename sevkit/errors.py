@@ -55,9 +55,8 @@ class InputError(UsageError):
 class IgvmFormatError(InputError):
     """A malformed IGVM file; ``offset`` is the byte offset in the file where it goes wrong."""
 
-    def __init__(self, source: str, offset: int, what: str) -> None:
-        super().__init__(f"{source}: not a valid IGVM file: at offset {offset:#x}: {what}",
-                         evidence={"file": source, "offset": offset, "problem": what})
+    def __init__(self, message: str, *, evidence: Mapping[str, Any] | None = None, offset: int = 0) -> None:
+        super().__init__(message, evidence=evidence)
         self.offset = offset
 
 

@@ -219,7 +219,8 @@ class _Reader:
         self.data_start = 0
 
     def fail(self, offset: int, what: str) -> IgvmFormatError:
-        return IgvmFormatError(self.source, offset, what)
+        return IgvmFormatError(f"{self.source}: not a valid IGVM file: at offset {offset:#x}: {what}",
+                               evidence={"file": self.source, "offset": offset, "problem": what}, offset=offset)
 
     def file_page(self, at: int, file_offset: int, what: str) -> bytes:
         """The 4 KiB of file data at ``file_offset`` (read by the header at ``at``); 0 means none."""
