@@ -5,6 +5,9 @@ launch digest alone, as upper-case hex (main.rs measure_command). --check-kvm is
 refuses more than one VMSA ("QEMU/KVM only supports setting of the VMSA for the first virtual CPU"),
 which QEMU >= 10.1 no longer holds (docs/system/igvm.rst: boot CPU and additional CPUs), and sevkit's
 files carry one VMSA per vCPU, last and in vCPU order, where igvmmeasure measures them in file order.
+--check-kvm would also refuse sevkit's CR0 of 0x10 (it wants 0x30/0x31, "overridden by KVM"); 0x10 is
+sev-snp-measure's value for QEMU's reset state, which matches real flash launches. Which of the two KVM
+measures on the IGVM path has not been checked on SNP hardware.
 """
 
 from __future__ import annotations
