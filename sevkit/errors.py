@@ -6,6 +6,7 @@ report an ERROR (infrastructure), never a FAILED (non-conformance).
     SevkitError                     base; ``evidence`` holds what was observed
     ├── UsageError                  bad input from a person (CLI exit 2)
     │   └── InputError              a file that cannot be read or understood
+    │       └── IgvmFormatError     an IGVM file that is malformed (offset and what is wrong)
     ├── HostProbeError              the host could not be read (access, transport)
     │   └── TransportError          SSH or bundle transport failure
     ├── ImageError                  guest image build or lookup failed
@@ -49,6 +50,14 @@ class UsageError(SevkitError):
 
 class InputError(UsageError):
     """An input file is missing, unreadable, empty, binary junk or of an unknown kind."""
+
+
+class IgvmFormatError(InputError):
+    """A malformed IGVM file; ``offset`` is the byte offset in the file where it goes wrong."""
+
+    def __init__(self, message: str, *, evidence: Mapping[str, Any] | None = None, offset: int = 0) -> None:
+        super().__init__(message, evidence=evidence)
+        self.offset = offset
 
 
 class HostProbeError(SevkitError):

@@ -65,6 +65,8 @@ BUNDLE = Cap("host bundle", 64 * MiB)
 BUNDLE_RAW_JSON = Cap("bundle raw.json", 32 * MiB)
 SSH_KEY = Cap("SSH private key", 1 * MiB)
 MANIFEST = Cap("image manifest", 1 * MiB)
+IGVM = Cap("IGVM file", 256 * MiB)
+OVMF_IMAGE = Cap("OVMF image", 64 * MiB)
 MEMORY_DUMP = Cap("memory dump", 0)
 
 

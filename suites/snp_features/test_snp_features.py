@@ -13,16 +13,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from fixtures.attestation import save_report
-from fixtures.capabilities import allow_destructive
+from fixtures.capabilities import allow_destructive, lab_igvm
 from fixtures.guest import SuiteGuests
 from fixtures.memory import positive_control, summary
 from fixtures.options import expect_profile, settings
 from sevkit import snpbits
-from sevkit.attestation import AttestationReport, igvm, load_report
+from sevkit.attestation import AttestationReport, load_report
 from sevkit.attestation.guestfetch import fetch_report
 from sevkit.attestation.idblock import make_id_block
 from sevkit.attestation.measure import LaunchInputs, expected_measurement
@@ -33,10 +34,14 @@ from sevkit.host import applicability as ap
 from sevkit.host import snpconfig
 from sevkit.host.applicability import Applicability
 from sevkit.host.capabilities import Capabilities
+from sevkit.igvm.build import DEFAULT_SNP_POLICY, BuildInputs, build_ovmf_igvm
+from sevkit.igvm.files import write_igvm
+from sevkit.igvm.igvmmeasure import find_igvmmeasure, igvmmeasure_digest
+from sevkit.igvm.measure import launch_digest
 from sevkit.logs.patterns import GUEST_STATUS
 from sevkit.memory.judge import judge_confidential, judge_pages
 from sevkit.qemu.machine import GuestVM
-from sevkit.qemu.spec import GuestSpec
+from sevkit.qemu.spec import Firmware, GuestSpec
 
 Applies = Callable[[Applicability], Applicability]
 SEV_STATUS_MSR = 0xC0010131
@@ -303,11 +308,40 @@ def test_snp_config_set_reset(host_caps: Capabilities, applies: Applies, request
                     "to lower, so a reported-TCB change could not be shown")
 
 
-def test_snp_igvm_launch(host_caps: Capabilities, applies: Applies) -> None:
-    """Second SNP launch path: boot from an IGVM file (-object igvm-cfg, -machine igvm-cfg=) and check the
-    measurement predicted for that file. Spec: QEMU docs/system/igvm.rst; coconut-svsm igvmmeasure."""
+def test_snp_igvm_launch(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
+                         artifacts: ArtifactDir, request: pytest.FixtureRequest) -> None:
+    """Second SNP launch path: the SNP guest boots from an IGVM file (-object igvm-cfg, -machine igvm-cfg=),
+    built per run from the OVMF the planner chose (or the lab's --sev-igvm file), and its report's
+    MEASUREMENT is the launch digest predicted for that file (coconut-svsm igvmmeasure's algorithm as
+    QEMU/KVM apply it; sevkit.igvm.measure). Spec: QEMU docs/system/igvm.rst; SNP ABI SNP_LAUNCH_UPDATE."""
     applies(ap.igvm(host_caps))
-    pytest.skip(igvm.missing_for_launch())
+    base = _snp_spec(guest_pool, "snp-igvm")
+    img = lab_igvm(request.config)
+    if img is None:
+        inp = LaunchInputs.from_spec(base)
+        img = write_igvm(guest_pool.run_root / "snp-igvm.igvm", build_ovmf_igvm(BuildInputs(
+            ovmf=inp.ovmf, vcpus=inp.vcpus, vcpu_type=inp.vcpu_type, vcpu_sig=inp.vcpu_sig,
+            policy=base.effective_policy or DEFAULT_SNP_POLICY)))
+    predicted = launch_digest(img.file, base.vcpus)
+    evidence: dict[str, object] = {"igvm": img.to_json(), "built": lab_igvm(request.config) is None,
+                                   "predicted": predicted.to_json()}
+    tool = find_igvmmeasure()           # coconut-svsm's own predictor, where the lab installed it
+    theirs = None if tool is None else igvmmeasure_digest(tool, img.path)
+    if theirs is not None:
+        evidence["igvmmeasure"] = {"tool": tool, "launch_digest": theirs.hex()}
+    artifacts.write_json("igvm.json", evidence)
+    assert theirs in (None, predicted.digest), \
+        f"{tool} says {theirs.hex() if theirs else ''}, sevkit predicts {predicted.digest.hex()} for {img.path}"
+    spec = replace(base, firmware=Firmware(), igvm=img.path, kernel_hashes=False,
+                   policy=predicted.policy if predicted.policy is not None else base.policy)
+    vm, report = _boot_report(guest_pool, spec, "guest-snp-igvm", artifacts)
+    try:
+        evidence["reported"] = report.measurement.hex()
+        artifacts.write_json("igvm.json", evidence)
+        assert report.measurement == predicted.digest, \
+            f"report MEASUREMENT {report.measurement.hex()} != predicted {predicted.digest.hex()} for {img.path}"
+    finally:
+        vm.shutdown()
 
 
 def test_capabilities_recorded(host_caps: Capabilities, artifacts: ArtifactDir) -> None:

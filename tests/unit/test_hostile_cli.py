@@ -37,7 +37,7 @@ from helpers.hostraw import REALDATA, make_raw
 from sevkit.cli import main
 from sevkit.host import write_bundle
 from sevkit.image import Recipe
-from sevkit.userfiles import BUNDLE, CAPTURE, CERTIFICATE, MANIFEST, REPORT, SSH_KEY
+from sevkit.userfiles import BUNDLE, CAPTURE, CERTIFICATE, IGVM, MANIFEST, OVMF_IMAGE, REPORT, SSH_KEY
 
 RUNNER = Path(__file__).with_name("hostile_runner.py")
 REPORT_BIN = REALDATA / "attestation" / "virtee-sev" / "report_milan.bin"
@@ -137,7 +137,8 @@ def _cases(tmp: Path) -> list[Case]:
     raw = synthetic.data
     good_bundle = str(write_bundle(synthetic, tmp / "good.tar.gz"))
     raw_bad_types = dict(raw, collector={"euid": "root"}, dmesg={"text": None})
-    caps = {"text": CAPTURE, "bundle": BUNDLE, "report": REPORT, "cert": CERTIFICATE}
+    caps = {"text": CAPTURE, "bundle": BUNDLE, "report": REPORT, "cert": CERTIFICATE, "igvm": IGVM,
+            "ovmf": OVMF_IMAGE}
     huge = {k: _sparse(tmp, f"huge-{k}", c.limit + 1) for k, c in caps.items()}
     common = {**sp, "empty": empty, "binary": binary}
 
@@ -161,6 +162,9 @@ def _cases(tmp: Path) -> list[Case]:
         "attest-verify-chain": (["attest", "verify", report, "--cert", vcek, "--chain", "{}"], "cert", {}),
         "attest-fetch-certs": (["attest", "fetch-vcek", report, "--product", "Milan", "--offline",
                                 "--certs", "{}", "-o", str(tmp / "vcek-out.der")], "cert", {}),
+        "igvm-measure": (["igvm", "measure", "{}"], "igvm", {"huge": huge["igvm"], "long-lines": long_lines}),
+        "igvm-build-ovmf": (["igvm", "build", "--ovmf", "{}", "--out", str(tmp / "never.igvm")], "ovmf",
+                            {"huge": huge["ovmf"], "long-lines": long_lines}),
         "collect-identity": (["collect", "--target", "ssh://root@127.0.0.1:1", "--identity", "{}",
                               "-o", str(tmp / "never.tar.gz")], "key",
                              {"huge": _sparse(tmp, "huge-key", SSH_KEY.limit + 1), "long-lines": long_lines}),
@@ -203,6 +207,8 @@ def _cases(tmp: Path) -> list[Case]:
             "dot": ".", "socket": sp["socket"]}
     for fam, out in outs.items():
         cases.append(Case(f"collect-o/{fam}", ["collect", "-o", out]))
+        cases.append(Case(f"igvm-build-o/{fam}", ["igvm", "build", "--ovmf", "/usr/share/OVMF/OVMF_CODE.fd",
+                                                  "--out", out]))
         cases.append(Case(f"fetch-vcek-o/{fam}", ["attest", "fetch-vcek", report, "--product", "Milan", "--offline",
                                                   "--cache", str(tmp / "cache"), "-o", out]))
     cases.append(Case("fetch-vcek-o/dev-full", ["attest", "fetch-vcek", report, "--product", "Milan", "--offline",

@@ -16,6 +16,8 @@ import pytest
 
 from sevkit.errors import LaunchRefused
 from sevkit.host.capabilities import SNP_GUEST_PROPERTIES
+from sevkit.igvm.build import BuildInputs, build_ovmf_igvm
+from sevkit.igvm.files import write_igvm
 from sevkit.qemu import Firmware, GuestSpec, Wiring, build_argv
 
 W = Wiring(qmp_socket=Path("/r/qmp.sock"), serial_socket=Path("/r/serial.sock"), pidfile=Path("/r/qemu.pid"),
@@ -124,11 +126,29 @@ def test_qemu_refuses_the_new_snp_shapes_itself_here(name: str) -> None:
     assert "Parameter 'qom-type' does not accept value 'sev-snp-guest'" in proc.stderr, proc.stderr
 
 
-def test_qemu_refuses_igvm_cfg_itself_here() -> None:
-    """A plain guest from an IGVM file: QEMU 7.2 has no igvm-cfg object and says so."""
+def _built_igvm(tmp_path: Path) -> Path:
+    """An SEV-SNP IGVM file built from Debian's OVMF_CODE.fd (sevkit.igvm.build), in a folder whose name has a
+    comma, which QEMU's option syntax needs doubled."""
+    folder = tmp_path / "igvm,dir"
+    folder.mkdir()
+    img = write_igvm(folder / "snp.igvm", build_ovmf_igvm(BuildInputs(Path("/usr/share/OVMF/OVMF_CODE.fd"), vcpus=2)))
+    return img.path
+
+
+def test_golden_argv_igvm_launch_with_a_built_file(tmp_path: Path) -> None:
+    path = _built_igvm(tmp_path)
+    argv = build_argv(GuestSpec(**{**SNP, "igvm": path, "firmware": Firmware()}), W)
+    assert argv[argv.index("-machine") + 1] == MACHINE + ",igvm-cfg=igvm0"
+    quoted = str(path).replace(",", ",,")
+    assert argv[argv.index("igvm-cfg,id=igvm0,file=" + quoted) - 1] == "-object"
+    assert "-bios" not in argv and "pflash" not in ",".join(argv)
+
+
+def test_qemu_refuses_igvm_cfg_itself_here(tmp_path: Path) -> None:
+    """A plain guest from a real built IGVM file: QEMU 7.2 has no igvm-cfg object and says so."""
     qemu = _qemu_72()
-    spec = GuestSpec(kind="plain", name="igvm-plain", qemu_binary=qemu, igvm=Path("/img/guest.igvm"),
-                     kernel=Path("/img/vmlinuz"))
+    path = _built_igvm(tmp_path)
+    spec = GuestSpec(kind="plain", name="igvm-plain", qemu_binary=qemu, igvm=path, kernel=Path("/img/vmlinuz"))
     argv = build_argv(spec, W)
     assert argv[argv.index("-machine") + 1] == "q35,igvm-cfg=igvm0"
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
