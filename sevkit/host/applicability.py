@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .. import snpbits
 from ..errors import HostProbeError
-from ..vocab import PROFILES, Feature, Profile
+from ..vocab import Profile
 from .capabilities import Capabilities, Capability
 
 NOT_APPLICABLE = "NOT-APPLICABLE"
@@ -31,12 +31,15 @@ class Applicability:
     applicable: bool
     reason: str
     evidence: tuple[Capability, ...] = ()
+    withheld: bool = False       # it would apply, but the run did not permit it (a plain SKIP, not N/A)
 
     @property
     def skip_reason(self) -> str:
-        """The pytest skip text: starts with NOT-APPLICABLE and names each deciding capability's value."""
+        """The pytest skip text: starts with NOT-APPLICABLE (or, when withheld, names what would permit it)
+        and names each deciding capability's value."""
         ev = "; ".join(f"{c.id}={_shown(c)} [{c.source}]" for c in self.evidence)
-        return f"{NOT_APPLICABLE}: {self.reason}" + (f" (evidence: {ev})" if ev else "")
+        head = "not run" if self.withheld else NOT_APPLICABLE
+        return f"{head}: {self.reason}" + (f" (evidence: {ev})" if ev else "")
 
     def to_json(self) -> dict[str, object]:
         return {"rule": self.rule, "applicable": self.applicable, "reason": self.reason,
@@ -131,7 +134,8 @@ def ciphertext_hiding(caps: Capabilities) -> Applicability:
     pb = policy_bit(caps, 24)
     if not pb.applicable:
         return _no(rule, pb.reason, *ev, caps.get("kvm.snp_policy_bits"))
-    return _yes(rule, f"kvm_amd reserves {asids.value} ASIDs for ciphertext hiding and the firmware enabled it", *ev)
+    n = "all SEV-ES/SNP ASIDs ('max')" if asids.value == "max" else f"{asids.value} ASIDs"
+    return _yes(rule, f"kvm_amd reserves {n} for ciphertext hiding and the firmware enabled it", *ev)
 
 
 def qemu_props(caps: Capabilities, rule: str, props: tuple[str, ...]) -> Applicability:
@@ -165,6 +169,19 @@ def secure_tsc(caps: Capabilities) -> Applicability:
     if not prop.present:
         return _no(rule, "this QEMU's sev-snp-guest has no secure-tsc property (QEMU >= 10.2)", *ev)
     return _yes(rule, "CPU, KVM (VMSA bit 9) and QEMU (secure-tsc) offer Secure TSC", *ev)
+
+
+def debug_swap(caps: Capabilities) -> Applicability:
+    rule = "snp-debug-swap"
+    stop, ev = _on_snp(caps, rule, "kvm.vmsa_features", "qemu.sev_snp_guest.debug-swap")
+    if stop:
+        return stop
+    vmsa, prop = ev[-2:]
+    if not vmsa.present or "DebugSwap" not in vmsa.value["features"]:
+        return _no(rule, "KVM does not offer the DebugSwap VMSA feature (bit 5; kvm_amd debug_swap)", *ev)
+    if not prop.present:
+        return _no(rule, "this QEMU's sev-snp-guest has no debug-swap property", *ev)
+    return _yes(rule, "KVM (VMSA bit 5) and QEMU (debug-swap) offer DebugSwap", *ev)
 
 
 def vmsa_features(caps: Capabilities) -> Applicability:
@@ -204,23 +221,47 @@ def snp_config(caps: Capabilities, *, allow_destructive: bool) -> Applicability:
     """SNP_CONFIG set/reset (what `snphost config set/reset` does): destructive, so only on request.
     Never SNP_COMMIT: committing firmware is irreversible and this suite has no option for it."""
     rule = "snp-config-set-reset"
-    if not allow_destructive:
-        return _no(rule, "SNP_CONFIG changes the platform's reported TCB: run with --sev-allow-destructive")
-    st = _need(caps, "firmware.snp_status", rule)
+    stop, ev = _on_snp(caps, rule, "firmware.snp_status")
+    if stop:
+        return stop
+    st = ev[-1]
     if not st.present:
-        return _no(rule, f"no SNP platform status: {st.absent}", st)
-    return _yes(rule, "SNP firmware present and --sev-allow-destructive given", st)
+        return _no(rule, f"no SNP platform status: {st.absent}", *ev)
+    if not allow_destructive:
+        return Applicability(rule, False, "SNP_CONFIG changes the platform's reported TCB: run with "
+                             "--sev-allow-destructive to test it", tuple(ev), withheld=True)
+    return _yes(rule, "SNP firmware present and --sev-allow-destructive given", *ev)
+
+
+def _sev_es_cause(caps: Capabilities) -> tuple[str, list[Capability]] | None:
+    """A host setting that takes SEV-ES away, or None when none does (then the firmware is the suspect).
+    kernel-parameters.txt kvm-amd.ciphertext_hiding_asids: "max" assigns all SEV-ES/SNP ASIDs to SNP,
+    "effectively disabling SEV-ES" (KVM then still lists the VM type; the launch fails with ENOTTY, sev.c
+    sev_asid_new); kvm_amd sev_es=N; no SEV-ES/SNP ASIDs (BIOS: CPUID Fn8000_001F EDX minimum SEV ASID 1)."""
+    cth, params, asids = (caps.get(i) for i in ("kvm_amd.ciphertext_hiding_asids", "kvm_amd.params", "cpuid.asids"))
+    if cth.present and cth.value == "max":
+        return "ciphertext hiding takes every SEV-ES/SNP ASID (kvm_amd ciphertext_hiding_asids=max), which " \
+               "disables SEV-ES by design", [cth]
+    if params.present and str(params.value.get("sev_es", "")).upper() in ("N", "0"):
+        return "kvm_amd is loaded with sev_es=N", [params]
+    if asids.present and asids.value.get("sev_es_snp_asids") == 0:
+        return "the BIOS leaves no ASIDs for SEV-ES/SNP (CPUID Fn8000_001F EDX: minimum SEV ASID is 1)", [asids]
+    return None
 
 
 def sev_es_offered(caps: Capabilities) -> Applicability:
     """The sev-es guest kind: NOT-APPLICABLE when KVM stopped offering KVM_X86_SEV_ES_VM while it offers SEV
-    or SNP (newer firmware withdraws SEV-ES, CVE-2025-48514 / AMD-SB-3023, per the ccp/KVM discussion of
-    2026-02), with the firmware version as evidence. Kernels before KVM_CAP_VM_TYPES (6.8) cannot say:
-    the launch decides (see launch_refusal_withdraws_sev_es)."""
+    or SNP, with the cause as evidence: a host setting (_sev_es_cause) or else the firmware, which withdraws
+    SEV-ES in newer releases (CVE-2025-48514 / AMD-SB-3023, per the ccp/KVM discussion of 2026-02), with its
+    version. Kernels before KVM_CAP_VM_TYPES (6.8) cannot say: the launch decides (see
+    launch_refusal_withdraws_sev_es)."""
     rule = "sev-es-offered"
     vt, types = vm_types(caps, rule)
     fw = [caps.get("firmware.sev_status"), caps.get("firmware.snp_status")]
     fw = [c for c in fw if c.present]
+    cause = _sev_es_cause(caps)
+    if cause is not None and (types is None or "sev-es" in types or "sev" in types or "sev-snp" in types):
+        return _no(rule, f"SEV-ES not available: {cause[0]}", vt, *cause[1], *fw)
     if types is None:
         return _yes(rule, "KVM does not list VM types (kernel before 6.8): a launch refusal (firmware status "
                           f"{FW_FEATURE_NOT_SUPPORTED}) would be the evidence", vt, *fw)
@@ -230,7 +271,8 @@ def sev_es_offered(caps: Capabilities) -> Applicability:
         label = {"firmware.sev_status": "SEV", "firmware.snp_status": "SEV-SNP"}
         ver = ", ".join(f"{label[c.id]} API {c.value['api']} build {c.value['build']}" for c in fw) \
             or "firmware version unknown (no /dev/sev status)"
-        return _no(rule, f"SEV-ES withdrawn: KVM offers {', '.join(types)} but not SEV-ES ({ver})", vt, *fw)
+        return _no(rule, f"SEV-ES withdrawn: KVM offers {', '.join(types)} but not SEV-ES, and no host setting "
+                         f"explains it, so the firmware does ({ver})", vt, *fw)
     return _no(rule, "KVM offers no SEV VM type at all", vt)
 
 
@@ -241,10 +283,12 @@ def launch_refusal_withdraws_sev_es(qemu_stderr: str) -> bool:
 
 
 def profile_note(caps: Capabilities, profile: str) -> str | None:
-    """Why a profile that demands SEV-ES (sev-es, and sev-snp which implies it) cannot be met, or None."""
-    if profile not in PROFILES or Feature.SEV_ES not in Profile(profile).features:
+    """Why the sev-es profile (which demands SEV-ES guests) cannot be met, or None. The sev-snp profile does
+    not demand SEV-ES guests: a firmware that withdrew them (correctly, AMD-SB-3023) still runs SNP guests,
+    so there the sev-es kind is NOT-APPLICABLE with the evidence, not a failure."""
+    if profile != Profile.SEV_ES:
         return None
     es = sev_es_offered(caps)
     if es.applicable:
         return None
-    return f"profile {profile} demands SEV-ES, which this host cannot deliver: {es.reason}"
+    return f"profile {profile} demands SEV-ES guests, which this host cannot deliver: {es.reason}"

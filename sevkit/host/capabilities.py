@@ -8,13 +8,15 @@ Sources (each decoder cites its own):
 * KVM: include/uapi/linux/kvm.h (KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES = 235),
   arch/x86/include/uapi/asm/kvm.h (KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES = 0,
   KVM_X86_SNP_POLICY_BITS = 1, KVM_X86_SEV_VM 2 / SEV_ES_VM 3 / SNP_VM 4), arch/x86/kvm/svm/sev.c
-  (module parameters incl. ``ciphertext_hiding_asids``, a uint: 0 = off).
+  (module parameters incl. ``ciphertext_hiding_asids``, a string parameter: ``<uint> | "max"``, empty or
+  0 = off).
 * Firmware: include/uapi/linux/psp-sev.h struct sev_user_data_status / sev_user_data_snp_status;
   drivers/crypto/ccp/sev-dev.c (SNP_FEATURE_INFO is cached inside the kernel and not exported;
   /sys/firmware/sev/vulnerabilities/{supported,verified}_mitigations print "0x%llx", root only).
 * CPUID Fn8000_001F EAX: AMD APM vol. 3; Linux arch/x86/include/asm/cpufeatures.h word 19.
 * QEMU: qapi/misc-target.json query-sev-capabilities; qapi/qom.json SevSnpGuestProperties
-  (id-block, id-auth, author-key-enabled, host-data since 9.1; secure-tsc since 10.2); docs/system/igvm.rst
+  (id-block, id-auth, author-key-enabled, host-data since 9.1; secure-tsc since 10.2; debug-swap, a
+  sev-common property from N. Rao's 2025 series); docs/system/igvm.rst
   (``-object igvm-cfg,id=...,file=...`` and ``-machine ...,igvm-cfg=<id>``).
 """
 
@@ -27,12 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import snpbits
-from ..memencrypt import LEAF, EaxBit, MemEncryptInfo
+from ..memencrypt import EAX_BITS, LEAF, EaxBit, MemEncryptInfo
 from .rawinputs import ACCESS_ERRNOS, RawInputs, Unreadable
 
 OLD_BUNDLE = "collected by a sevkit without the capability probe (no 'capabilities' section): re-collect"
-SNP_GUEST_PROPERTIES = ("id-block", "id-auth", "author-key-enabled", "host-data", "secure-tsc", "kernel-hashes",
-                        "policy", "vcek-disabled")
+SNP_GUEST_PROPERTIES = ("id-block", "id-auth", "author-key-enabled", "host-data", "secure-tsc", "debug-swap",
+                        "kernel-hashes", "policy", "vcek-disabled")
 # CPUID Fn8000_001F EAX bits reported as capabilities (APM vol. 3; cpufeatures.h word 19).
 CPUID_BITS: dict[str, tuple[int, str]] = {
     "cpuid.secure_tsc": (EaxBit.SECURE_TSC, "SecureTsc"),
@@ -282,9 +284,12 @@ def _kvm_amd(raw: RawInputs) -> list[Capability]:
     if cth is None:
         out.append(_absent("kvm_amd.ciphertext_hiding_asids", "ASIDs reserved for ciphertext hiding", src,
                            "no such parameter (kernel before 6.18's ciphertext hiding support)", ref=ref))
-    elif isinstance(cth, str) and cth.isdigit():
+    elif isinstance(cth, str) and (cth.isdigit() or cth in ("", "max")):
+        # module_param_string, Format: { <unsigned int> | "max" } (kernel-parameters.txt); unset reads
+        # as an empty line (sev.c: "if (!ciphertext_hiding_asids[0]) return false"), 0 also means off.
         out.append(Capability("kvm_amd.ciphertext_hiding_asids", "ASIDs reserved for ciphertext hiding",
-                              int(cth), src, ref=ref + " (uint; 0 = off)"))
+                              "max" if cth == "max" else int(cth or 0), src,
+                              ref=ref + " (<uint> | 'max'; unset or 0 = off; 'max' takes every SEV-ES ASID)"))
     else:
         out.append(_absent("kvm_amd.ciphertext_hiding_asids", "ASIDs reserved for ciphertext hiding", src,
                            f"unexpected value {cth!r}", ref=ref))
@@ -303,6 +308,8 @@ def _cpuid(raw: RawInputs) -> list[Capability]:
     for cid, (bit, name) in CPUID_BITS.items():
         src = f"{raw.cpuid_source} leaf 0x8000001f EAX bit {bit:d} ({name})"
         ref = "AMD APM vol. 3 CPUID Fn8000_001F_EAX; Linux cpufeatures.h word 19"
+        if EAX_BITS.get(int(bit), "").endswith("[U]"):      # memencrypt marks bits no upstream source confirmed
+            ref += f" (sevkit.memencrypt marks bit {int(bit)} as not verified against an upstream source)"
         if err is not None:
             out.append(_absent(cid, name, src, err.message, unreadable=True, ref=ref))
         elif me is None:

@@ -58,6 +58,8 @@ def snp_extra(spec: GuestSpec) -> list[str]:
         out.append(f"host-data={_b64(spec.host_data)}")
     if spec.secure_tsc:
         out.append("secure-tsc=on")
+    if spec.debug_swap:
+        out.append("debug-swap=on")            # a sev-common property (qapi/qom.json SevCommonProperties)
     return out
 
 

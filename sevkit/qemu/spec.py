@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import snpbits
 from ..errors import LaunchRefused
 from ..vocab import GUEST_KINDS as GUEST_KINDS  # re-exported: fixtures and tests import it from here
 from ..vocab import GuestKind
@@ -113,6 +114,7 @@ class GuestSpec:
     id_auth: bytes | None = None            # ID authentication information structure (<= 4096 bytes)
     author_key: bool = False                # id_auth carries an author key (AUTHOR_KEY_EN)
     secure_tsc: bool = False
+    debug_swap: bool = False                # sev-common debug-swap (QEMU 2025, N. Rao): VMSA DebugSwap
     snp_policy_allowed: int | None = None   # KVM_X86_SNP_POLICY_BITS: refuse other bits before QEMU starts
     igvm: Path | None = None                # -object igvm-cfg,file= ; -machine igvm-cfg=
     check: bool = True
@@ -126,6 +128,14 @@ class GuestSpec:
     @property
     def confidential(self) -> bool:
         return self.kind in SEV_KINDS
+
+    @property
+    def vmsa_features(self) -> int:
+        """The VMSA SEV_FEATURES this launch asks for beyond SNPActive: QEMU's sev-snp-guest starts from
+        SNPActive alone and each property adds its bit (target/i386/sev.c sev_set_feature; KVM_SEV_INIT2
+        gets sev_features & ~SNP_ACTIVE), so these are exactly the features the guest runs with."""
+        return (1 << snpbits.VMSA_SECURE_TSC if self.secure_tsc else 0) | \
+            (1 << snpbits.VMSA_DEBUG_SWAP if self.debug_swap else 0)
 
     @property
     def effective_policy(self) -> int | None:
@@ -160,6 +170,11 @@ class GuestSpec:
                                    ("secure-tsc", self.secure_tsc)) if v]
         if snp_only and self.kind != GuestKind.SEV_SNP:
             self._refuse(f"{', '.join(snp_only)} only exist(s) on sev-snp-guest (SEV-SNP guests)")
+        if self.debug_swap and self.kind != GuestKind.SEV_SNP:
+            # QEMU has it on sev-guest too, but an SEV-ES guest may go through KVM's legacy init, whose
+            # default VMSA features changed across kernels; SNP always uses KVM_SEV_INIT2, which takes
+            # exactly the features asked for, so that is where sevkit can check them.
+            self._refuse("sevkit launches debug-swap on SEV-SNP guests only")
         if self.igvm is not None and self.firmware.kind != "seabios":
             self._refuse("sevkit's IGVM launch takes the firmware from the IGVM file: leave the firmware at its "
                          f"default instead of {self.firmware.label}")

@@ -28,7 +28,7 @@ from sevkit.attestation.guestfetch import fetch_report
 from sevkit.attestation.idblock import make_id_block
 from sevkit.attestation.measure import LaunchInputs, expected_measurement
 from sevkit.attestation.mitigations import MitigationFloors, judge_mitigations
-from sevkit.errors import LaunchError, LaunchRefused, SevkitError
+from sevkit.errors import LaunchError, LaunchRefused, MeasurementError, SevkitError
 from sevkit.evidence import ArtifactDir
 from sevkit.host import applicability as ap
 from sevkit.host import snpconfig
@@ -44,6 +44,15 @@ from sevkit.qemu.machine import GuestVM
 from sevkit.qemu.spec import Firmware, GuestSpec
 
 Applies = Callable[[Applicability], Applicability]
+# What the capability probe must always list (present, or absent with the reason): issue 13's inputs.
+ISSUE_13_CAPABILITIES = {
+    "firmware.sev_status", "firmware.snp_status", "firmware.feature_info", "firmware.ciphertext_hiding",
+    "firmware.mitigations", "kvm.vm_types", "kvm.snp_policy_bits", "kvm.vmsa_features", "kvm_amd.params",
+    "kvm_amd.ciphertext_hiding_asids", "cpuid.secure_tsc", "cpuid.segmented_rmp", "cpuid.sev_tio",
+    "report.platform_info", "qemu.sev_capabilities", "qemu.sev_snp_guest", "qemu.igvm",
+    *(f"qemu.sev_snp_guest.{p}" for p in ("id-block", "id-auth", "author-key-enabled", "host-data", "secure-tsc",
+                                          "debug-swap", "kernel-hashes")),
+}
 SEV_STATUS_MSR = 0xC0010131
 # Refusals KVM or the firmware give for a launch they will not run (QEMU prints them on LAUNCH_START).
 REFUSED = r"LAUNCH_START|[Pp]olicy|Invalid argument|not supported|fw_error"
@@ -148,15 +157,17 @@ def test_snp_host_data(host_caps: Capabilities, applies: Applies, guest_pool: Su
         vm.shutdown()
 
 
-def _id_block_spec(pool: SuiteGuests, name: str, art: ArtifactDir, *, tamper: bool) -> tuple[GuestSpec, bytes, bytes]:
+def _id_block_specs(pool: SuiteGuests, name: str, art: ArtifactDir) -> tuple[GuestSpec, GuestSpec, bytes, bytes]:
+    """(spec with this run's ID block, the same with its signed launch digest altered, ID key digest, author
+    key digest): one key pair per run, kept out of the report folder."""
     spec = _snp_spec(pool, name)
     digest = expected_measurement(LaunchInputs.from_spec(spec))
-    blk = make_id_block(digest, pool.run_root / f"{name}-keys")   # keys stay out of the report folder
+    blk = make_id_block(digest, pool.run_root / f"{name}-keys")
     art.write_json("id-block.json", {"launch_digest": digest.hex(), "id_key_digest": blk.id_key_digest.hex(),
-                                     "author_key_digest": blk.author_key_digest.hex(), "tampered": tamper})
-    blk = blk.tampered() if tamper else blk
-    return (pool.spec("sev-snp", name=name, policy=blk.policy, id_block=blk.id_block, id_auth=blk.id_auth,
-                      author_key=True), blk.id_key_digest, blk.author_key_digest)
+                                     "author_key_digest": blk.author_key_digest.hex()})
+    good, bad = ((pool.spec("sev-snp", name=f"{name}{tag}", policy=b.policy, id_block=b.id_block, id_auth=b.id_auth,
+                            author_key=True)) for tag, b in (("", blk), ("-tampered", blk.tampered())))
+    return good, bad, blk.id_key_digest, blk.author_key_digest
 
 
 def test_snp_id_block(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
@@ -164,7 +175,7 @@ def test_snp_id_block(host_caps: Capabilities, applies: Applies, guest_pool: Sui
     """A launch with an ID block and ID auth (keys generated per run) runs, and the report carries
     ID_KEY_DIGEST and AUTHOR_KEY_DIGEST of those keys. Spec: SNP ABI SNP_LAUNCH_FINISH, ATTESTATION_REPORT."""
     applies(ap.id_block(host_caps))
-    spec, id_digest, author_digest = _id_block_spec(guest_pool, "snp-idblock", artifacts, tamper=False)
+    spec, _, id_digest, author_digest = _id_block_specs(guest_pool, "snp-idblock", artifacts)
     vm, report = _boot_report(guest_pool, spec, "guest-snp-id-block", artifacts)
     try:
         assert report.id_key_digest == id_digest, "ID_KEY_DIGEST is not the digest of this run's ID key"
@@ -175,11 +186,22 @@ def test_snp_id_block(host_caps: Capabilities, applies: Applies, guest_pool: Sui
 
 def test_snp_id_block_tampered_refused(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
                                        artifacts: ArtifactDir) -> None:
-    """An ID block whose signed launch digest was altered is refused at launch (SNP_LAUNCH_FINISH).
-    Spec: SNP ABI SNP_LAUNCH_FINISH (BAD_SIGNATURE / BAD_MEASUREMENT)."""
+    """An ID block whose signed launch digest was altered is refused at launch (SNP_LAUNCH_FINISH), while
+    the same ID block unaltered (same keys, same launch) passes it first: the positive control, so the
+    refusal is the tampering's and not a wrong digest or key. Spec: SNP ABI SNP_LAUNCH_FINISH
+    (BAD_SIGNATURE / BAD_MEASUREMENT)."""
     applies(ap.id_block(host_caps))
-    spec, _, _ = _id_block_spec(guest_pool, "snp-idblock-bad", artifacts, tamper=True)
-    vm = guest_pool.new_vm(spec, "guest-snp-id-block-tampered")
+    good, bad, _, _ = _id_block_specs(guest_pool, "snp-idblock-ctl", artifacts)
+    vm = guest_pool.new_vm(good, "guest-snp-id-block-control")
+    try:
+        vm.launch()                     # returns after `cont`, i.e. after SNP_LAUNCH_FINISH accepted the block
+    except LaunchError as exc:
+        raise MeasurementError(f"the untampered ID block was refused too, so the tampered one's refusal proves "
+                               f"nothing (predicted launch digest or keys wrong?): {exc}",
+                               evidence=exc.evidence) from exc
+    finally:
+        vm.shutdown(grace=0)
+    vm = guest_pool.new_vm(bad, "guest-snp-id-block-tampered")
     try:
         exc = vm.expect_launch_failure(r"LAUNCH_FINISH|fw_error|[Ss]ignature|[Mm]easurement|Invalid argument")
     finally:
@@ -198,33 +220,60 @@ def _guest_status(vm: GuestVM, art: ArtifactDir) -> tuple[list[str], int]:
     return m.group("tok").split(), msr
 
 
+def _launched_exactly(vm: GuestVM, art: ArtifactDir) -> tuple[list[str], int]:
+    """The guest's 'SEV: Status:' tokens and SEV_STATUS, held to exactly the VMSA features the launch asked
+    for (GuestSpec.vmsa_features: QEMU adds no others; SEV_STATUS bit n+2 = VMSA bit n) and to each other."""
+    tokens, msr = _guest_status(vm, art)
+    want = snpbits.sev_status_for_vmsa(vm.spec.vmsa_features)
+    assert msr == want, (f"SEV_STATUS {msr:#x} ({snpbits.names(msr, snpbits.SEV_STATUS_NAMES)}), launched with VMSA "
+                         f"features {vm.spec.vmsa_features:#x}, which give {want:#x} "
+                         f"({snpbits.names(want, snpbits.SEV_STATUS_NAMES)})")
+    assert tokens == snpbits.names(msr, snpbits.SEV_STATUS_NAMES), \
+        f"'SEV: Status:' names {tokens}, SEV_STATUS {msr:#x} means {snpbits.names(msr, snpbits.SEV_STATUS_NAMES)}"
+    return tokens, msr
+
+
 def test_snp_secure_tsc(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
                         artifacts: ArtifactDir) -> None:
-    """An SNP guest launched with secure-tsc=on sees SecureTSC in SEV_STATUS (bit 11) and names it in its
-    'SEV: Status:' line. Spec: VMSA SEV_FEATURES bit 9; msr-index.h MSR_AMD64_SNP_SECURE_TSC_BIT."""
+    """An SNP guest launched with secure-tsc=on runs with exactly SNP + SecureTSC: SEV_STATUS is SEV, SEV-ES,
+    SEV-SNP and SecureTSC (bit 11), and its 'SEV: Status:' line names exactly those.
+    Spec: VMSA SEV_FEATURES bit 9; msr-index.h MSR_AMD64_SNP_SECURE_TSC_BIT; QEMU sev.c sev_set_feature."""
     applies(ap.secure_tsc(host_caps))
     vm = guest_pool.new_vm(_snp_spec(guest_pool, "snp-stsc", secure_tsc=True), "guest-snp-secure-tsc")
     try:
         vm.boot()
-        tokens, msr = _guest_status(vm, artifacts)
-        assert msr >> 11 & 1, f"SEV_STATUS {msr:#x} lacks SecureTSC (bit 11)"
-        assert "SecureTSC" in tokens, f"'SEV: Status:' names {tokens}, not SecureTSC"
+        tokens, msr = _launched_exactly(vm, artifacts)
+        assert msr >> 11 & 1 and "SecureTSC" in tokens
+    finally:
+        vm.shutdown()
+
+
+def test_snp_debug_swap(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
+                        artifacts: ArtifactDir) -> None:
+    """An SNP guest launched with debug-swap=on runs with exactly SNP + DebugSwap: SEV_STATUS bit 7 and the
+    'SEV: Status:' token DebugSwap, nothing else beyond SNP.
+    Spec: VMSA SEV_FEATURES bit 5 (SVM_SEV_FEAT_DEBUG_SWAP); QEMU sev-common debug-swap; kvm_amd debug_swap."""
+    applies(ap.debug_swap(host_caps))
+    vm = guest_pool.new_vm(_snp_spec(guest_pool, "snp-dswap", debug_swap=True), "guest-snp-debug-swap")
+    try:
+        vm.boot()
+        tokens, msr = _launched_exactly(vm, artifacts)
+        assert msr >> 7 & 1 and "DebugSwap" in tokens
     finally:
         vm.shutdown()
 
 
 def test_snp_vmsa_features_match_sev_status(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
                                             artifacts: ArtifactDir) -> None:
-    """The guest's 'SEV: Status:' line names exactly the SEV_STATUS bits, and every SNP feature in
-    SEV_STATUS is one KVM offers (KVM_X86_SEV_VMSA_FEATURES; SEV_STATUS bit n+2 = VMSA bit n)."""
+    """The session's SNP guest (launched with no VMSA feature beyond SNPActive) runs with exactly that: its
+    SEV_STATUS and 'SEV: Status:' line agree, and every SNP feature it shows is one KVM offers
+    (KVM_X86_SEV_VMSA_FEATURES never lists SNPActive, bit 0: KVM sets it itself; SEV_STATUS bit n+2 = VMSA bit n)."""
     applies(ap.vmsa_features(host_caps))
     offered = int(host_caps.get("kvm.vmsa_features").value["mask"], 16)
     vm = guest_pool.get("sev-snp")
-    tokens, msr = _guest_status(vm, artifacts)
-    assert tokens == snpbits.names(msr, snpbits.SEV_STATUS_NAMES), \
-        f"'SEV: Status:' names {tokens}, SEV_STATUS {msr:#x} means {snpbits.names(msr, snpbits.SEV_STATUS_NAMES)}"
-    launched = msr >> 3 << 1 | 1            # VMSA bits 1.. from SEV_STATUS bits 3.., plus SNPActive
-    assert launched & ~offered == 0, f"guest runs VMSA features {launched:#x} beyond KVM's offer {offered:#x}"
+    _, msr = _launched_exactly(vm, artifacts)
+    running = msr >> 3 << 1              # VMSA bits 1.. from SEV_STATUS bits 3.. (SNPActive excluded)
+    assert running & ~offered == 0, f"guest runs VMSA features {running:#x} beyond KVM's offer {offered:#x}"
 
 
 def test_snp_mitigation_vectors(host_caps: Capabilities, applies: Applies, request: pytest.FixtureRequest,
@@ -252,10 +301,11 @@ def test_snp_mitigation_vectors(host_caps: Capabilities, applies: Applies, reque
 
 def test_sev_es_offered_or_withdrawn(host_caps: Capabilities, applies: Applies, guest_pool: SuiteGuests,
                                      request: pytest.FixtureRequest, artifacts: ArtifactDir) -> None:
-    """SEV-ES guests are offered, or withdrawn by firmware (CVE-2025-48514 / AMD-SB-3023): then the sev-es
-    kind is NOT-APPLICABLE with the firmware version and the missing VM type or the launch refusal
-    (LAUNCH_START fw_error 21, AMDESE/AMDSEV#282) as evidence, and a profile demanding SEV-ES says why
-    it cannot be met."""
+    """SEV-ES guests are offered, or taken away: by a host setting (ciphertext_hiding_asids=max, kvm_amd
+    sev_es=N, no SEV-ES ASIDs) or by the firmware (CVE-2025-48514 / AMD-SB-3023). Then the sev-es kind is
+    NOT-APPLICABLE with that cause as evidence (the firmware version, the missing VM type or the launch
+    refusal LAUNCH_START fw_error 21, AMDESE/AMDSEV#282), and the sev-es profile, which demands SEV-ES
+    guests, FAILs saying why; the sev-snp profile does not demand them."""
     profile = expect_profile(request.config)
     note = ap.profile_note(host_caps, profile)
     if note:
@@ -269,8 +319,9 @@ def test_sev_es_offered_or_withdrawn(host_caps: Capabilities, applies: Applies, 
         artifacts.write_text("refusal.txt", str(exc) + "\n")
         if ap.launch_refusal_withdraws_sev_es(str(exc) + str(exc.evidence)):
             why = f"SEV-ES withdrawn by firmware: LAUNCH_START fw_error {ap.FW_FEATURE_NOT_SUPPORTED}"
-            if profile in ("sev-es", "sev-snp"):
-                pytest.fail(f"profile {profile} demands SEV-ES, which this host cannot deliver: {why}", pytrace=False)
+            if profile == "sev-es":
+                pytest.fail(f"profile {profile} demands SEV-ES guests, which this host cannot deliver: {why}",
+                            pytrace=False)
             pytest.skip(f"{ap.NOT_APPLICABLE}: {why} ({a.skip_reason})")
         raise
     finally:
@@ -353,4 +404,7 @@ def test_capabilities_recorded(host_caps: Capabilities, artifacts: ArtifactDir) 
     unreadable = [f"{c.id}: {c.absent}" for c in host_caps if c.unreadable]
     if unreadable:
         raise SevkitError("capabilities could not be read: " + "; ".join(unreadable))
-    assert re.fullmatch(r"[a-z_]+\.[a-z0-9_.-]+", host_caps.ids()[0])
+    odd = [i for i in host_caps.ids() if not re.fullmatch(r"[a-z_]+\.[a-z0-9_.-]+", i)]
+    assert not odd, f"capability ids not of the form area.name: {odd}"
+    missing = sorted(ISSUE_13_CAPABILITIES - set(host_caps.ids()))
+    assert not missing, f"the probe lists no entry (value or reason) for {missing}"

@@ -69,9 +69,10 @@ def with_caps(raw: RawInputs | None = None, *, vm_types: int | dict[str, Any] = 
               params: dict[str, str] | None = None, mitigations: tuple[str, str] | dict[str, Any] | None = None,
               qemu: dict[str, Any] | None = None, snp_flags: int | None = None,
               vmsa: int | dict[str, Any] | None = None) -> RawInputs:
-    """``raw`` (default: hostraw.make_raw() with VMSA features 0x1, a SYNTHETIC healthy Genoa-like SNP host)
-    plus a capabilities section; ``vmsa`` overrides KVM_X86_SEV_VMSA_FEATURES."""
-    base = raw if raw is not None else make_raw(vmsa_features=0x1)
+    """``raw`` (default: hostraw.make_raw() with no VMSA features offered, a SYNTHETIC healthy Genoa-like SNP
+    host) plus a capabilities section; ``vmsa`` overrides KVM_X86_SEV_VMSA_FEATURES. KVM never lists bit 0
+    (SNPActive) there: it sets that bit itself (arch/x86/kvm/svm/sev.c sev_hardware_setup)."""
+    base = raw if raw is not None else make_raw(vmsa_features=0x0)
     data = copy.deepcopy(base.data)
     if vmsa is not None and data["devices"]["/dev/kvm"].get("exists"):
         data["devices"]["/dev/kvm"]["sev_vmsa_features"] = vmsa

@@ -34,8 +34,9 @@ def old_qemu() -> Capabilities:
 
 @pytest.mark.parametrize("rule", [
     lambda c: ap.policy_bit(c, 23), lambda c: ap.policy_bit_refused(c, 25), ap.ciphertext_hiding, ap.host_data,
-    ap.id_block, ap.secure_tsc, ap.vmsa_features, ap.mitigation_vectors, ap.igvm,
-], ids=["policy", "policy-refused", "cth", "host-data", "id-block", "secure-tsc", "vmsa", "mitigations", "igvm"])
+    ap.id_block, ap.secure_tsc, ap.debug_swap, ap.vmsa_features, ap.mitigation_vectors, ap.igvm,
+], ids=["policy", "policy-refused", "cth", "host-data", "id-block", "secure-tsc", "debug-swap", "vmsa", "mitigations",
+        "igvm"])
 def test_every_snp_rule_is_not_applicable_without_snp_or_sev_snp_guest(
         rule: Callable[[Capabilities], ap.Applicability]) -> None:
     for c, why in ((no_snp(), "KVM does not offer the SEV-SNP VM type"), (old_qemu(), "no sev-snp-guest object")):
@@ -63,8 +64,13 @@ def test_ciphertext_hiding_needs_kvm_asids_firmware_enable_and_policy_bit() -> N
     on = dict(params={"sev_snp": "Y", "ciphertext_hiding_asids": "100"}, snp_flags=1 << 5 | 1 << 6,
               policy_bits=0x1F0000 | 1 << 24)
     assert ap.ciphertext_hiding(caps(**on)).applicable
-    off = ap.ciphertext_hiding(caps(**{**on, "params": {"sev_snp": "Y", "ciphertext_hiding_asids": "0"}}))
-    assert not off.applicable and "ciphertext_hiding_asids" in off.reason
+    for unset in ("0", ""):          # the kernel prints an unset string parameter as an empty line
+        off = ap.ciphertext_hiding(caps(**{**on, "params": {"sev_snp": "Y", "ciphertext_hiding_asids": unset}}))
+        assert not off.applicable and "ciphertext_hiding_asids" in off.reason
+    every = ap.ciphertext_hiding(caps(**{**on, "params": {"sev_snp": "Y", "ciphertext_hiding_asids": "max"}}))
+    assert every.applicable and "all SEV-ES/SNP ASIDs ('max')" in every.reason
+    bad = caps(**{**on, "params": {"sev_snp": "Y", "ciphertext_hiding_asids": "lots"}})
+    assert "unexpected value 'lots'" in str(bad.get("kvm_amd.ciphertext_hiding_asids").absent)
     fw = ap.ciphertext_hiding(caps(**{**on, "snp_flags": 1 << 5}))
     assert not fw.applicable and "SNP_PLATFORM_STATUS" in fw.reason
     pol = ap.ciphertext_hiding(caps(**{**on, "policy_bits": 0x1F0000}))
@@ -80,17 +86,24 @@ def test_id_block_and_host_data_follow_qemu_properties() -> None:
 
 
 def test_secure_tsc_needs_cpu_kvm_and_qemu() -> None:
-    ok = dict(vmsa=0x201, qemu=qmp(snp_props=ALL_PROPS))
+    ok = dict(vmsa=0x200, qemu=qmp(snp_props=ALL_PROPS))
     # hostraw's synthetic Genoa leaf: EAX 0x0101FD3F has bit 8
     assert ap.secure_tsc(caps(**ok)).applicable
-    assert "VMSA feature" in ap.secure_tsc(caps(**{**ok, "vmsa": 0x1})).reason
-    assert "secure-tsc property" in ap.secure_tsc(caps(vmsa=0x201)).reason
-    no_cpu = read(with_caps(make_raw(leaf_1f=(0x0101FC3F, 51 | 1 << 6, 1006, 100), vmsa_features=0x201), **ok))
+    assert "VMSA feature" in ap.secure_tsc(caps(**{**ok, "vmsa": 0x20})).reason
+    assert "secure-tsc property" in ap.secure_tsc(caps(vmsa=0x200)).reason
+    no_cpu = read(with_caps(make_raw(leaf_1f=(0x0101FC3F, 51 | 1 << 6, 1006, 100), vmsa_features=0x200), **ok))
     assert "CPUID Fn8000_001F EAX bit 8" in ap.secure_tsc(no_cpu).reason
 
 
+def test_debug_swap_needs_kvm_and_qemu() -> None:
+    ok = dict(vmsa=0x20, qemu=qmp(snp_props=(*ALL_PROPS, "debug-swap")))
+    assert ap.debug_swap(caps(**ok)).applicable
+    assert "DebugSwap VMSA feature (bit 5" in ap.debug_swap(caps(**{**ok, "vmsa": 0x200})).reason
+    assert "no debug-swap property" in ap.debug_swap(caps(vmsa=0x20, qemu=qmp(snp_props=ALL_PROPS))).reason
+
+
 def test_vmsa_features_rule() -> None:
-    assert ap.vmsa_features(caps(vmsa=0x21)).applicable
+    assert ap.vmsa_features(caps(vmsa=0x20)).applicable
     a = ap.vmsa_features(caps(vmsa=err(errno.ENXIO)))
     assert not a.applicable and "KVM_X86_SEV_VMSA_FEATURES" in a.reason
 
@@ -108,8 +121,12 @@ def test_igvm_rule() -> None:
 
 
 def test_snp_config_only_with_allow_destructive() -> None:
-    assert not ap.snp_config(caps(), allow_destructive=False).applicable
-    assert "--sev-allow-destructive" in ap.snp_config(caps(), allow_destructive=False).reason
+    held = ap.snp_config(caps(), allow_destructive=False)
+    assert not held.applicable and held.withheld and "--sev-allow-destructive" in held.reason
+    # an SNP host that was not permitted: a plain SKIP naming the option and the firmware, never NOT-APPLICABLE
+    assert held.skip_reason.startswith("not run: SNP_CONFIG changes") and "firmware.snp_status=" in held.skip_reason
+    no_snp = ap.snp_config(caps(vm_types=VM_DEFAULT | VM_SEV), allow_destructive=False)
+    assert not no_snp.withheld and no_snp.skip_reason.startswith("NOT-APPLICABLE: KVM does not offer the SEV-SNP")
     assert ap.snp_config(caps(), allow_destructive=True).applicable
     a = ap.snp_config(read(with_caps(make_raw(dev_sev=False))), allow_destructive=True)
     assert not a.applicable and "/dev/sev does not exist" in a.reason
@@ -126,12 +143,35 @@ def test_sev_es_withdrawn_by_firmware_is_not_applicable_with_the_firmware_versio
     c = read(raw)
     a = ap.sev_es_offered(c)
     assert not a.applicable
-    assert "SEV-ES withdrawn: KVM offers default, sev, sev-snp but not SEV-ES" in a.reason
+    assert "SEV-ES withdrawn: KVM offers default, sev, sev-snp but not SEV-ES, and no host setting" in a.reason
     assert "SEV-SNP API 1.55 build 31" in a.reason
-    note = ap.profile_note(c, "sev-snp")
-    assert note and note.startswith("profile sev-snp demands SEV-ES, which this host cannot deliver")
+    note = ap.profile_note(c, "sev-es")
+    assert note and note.startswith("profile sev-es demands SEV-ES guests, which this host cannot deliver")
+    assert ap.profile_note(c, "sev-snp") is None          # SNP guests still run: not a failure of sev-snp
     assert ap.profile_note(c, "sev") is None
     assert ap.sev_es_offered(caps()).applicable and ap.profile_note(caps(), "sev-es") is None
+
+
+@pytest.mark.parametrize(("over", "cause"), [
+    ({"params": {"sev": "Y", "sev_es": "Y", "sev_snp": "Y", "ciphertext_hiding_asids": "max"}},
+     "ciphertext_hiding_asids=max"),
+    ({"params": {"sev": "Y", "sev_es": "N", "sev_snp": "Y"}, "vm_types": VM_DEFAULT | VM_SEV | VM_SNP},
+     "kvm_amd is loaded with sev_es=N"),
+])
+def test_sev_es_taken_by_a_host_setting_names_the_setting_not_the_firmware(over: dict[str, object],
+                                                                        cause: str) -> None:
+    """SYNTHETIC settings. With ciphertext_hiding_asids=max KVM still lists the SEV-ES VM type (the launch then
+    fails with ENOTTY), so the setting itself is the evidence."""
+    a = ap.sev_es_offered(caps(**over))
+    assert not a.applicable and cause in a.reason and "firmware" not in a.reason.split(":", 1)[1].split("(")[0]
+    assert ap.profile_note(caps(**over), "sev-es")
+
+
+def test_no_sev_es_asids_from_the_bios_is_the_cause() -> None:
+    """SYNTHETIC CPUID Fn8000_001F: EDX (minimum SEV ASID) 1 leaves no SEV-ES/SNP ASIDs."""
+    raw = with_caps(make_raw(leaf_1f=(0x0101FD3F, 51 | 6 << 6 | 4 << 12, 1006, 1)), vm_types=VM_DEFAULT | VM_SEV)
+    a = ap.sev_es_offered(read(raw))
+    assert not a.applicable and "no ASIDs for SEV-ES/SNP" in a.reason
 
 
 def test_sev_es_on_a_kernel_without_vm_types_is_decided_by_the_launch() -> None:

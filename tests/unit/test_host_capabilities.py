@@ -32,7 +32,7 @@ def test_every_capability_has_value_and_source_or_a_reason() -> None:
 
 
 def test_healthy_snp_host_decodes_kvm_firmware_and_qemu() -> None:
-    raw = with_caps(vm_types=VM_DEFAULT | VM_SEV | VM_SNP, policy_bits=0x1F0000 | 1 << 23, vmsa=0x221,
+    raw = with_caps(vm_types=VM_DEFAULT | VM_SEV | VM_SNP, policy_bits=0x1F0000 | 1 << 23, vmsa=0x220,
                     params={"sev": "Y", "sev_es": "Y", "sev_snp": "Y", "ciphertext_hiding_asids": "100"},
                     mitigations=("0x3\n", "0x1\n"), snp_flags=0b1101000,
                     qemu=qmp(sev_caps={"cbitpos": 51, "reduced-phys-bits": 1, "pdh": "AAAA", "cpu0-id": "ey5j"}))
@@ -41,7 +41,7 @@ def test_healthy_snp_host_decodes_kvm_firmware_and_qemu() -> None:
     pol = caps.get("kvm.snp_policy_bits")
     assert pol.value["bits"] == ["SMT", "RESERVED_MBO", "MIGRATE_MA", "DEBUG", "SINGLE_SOCKET", "RAPL_DIS"]
     assert "KVM_X86_SNP_POLICY_BITS" in pol.source
-    assert caps.get("kvm.vmsa_features").value["features"] == ["SNPActive", "DebugSwap", "SecureTSC"]
+    assert caps.get("kvm.vmsa_features").value["features"] == ["DebugSwap", "SecureTSC"]
     assert caps.get("kvm_amd.ciphertext_hiding_asids").value == 100
     assert caps.get("firmware.mitigations").value == {"supported": "0x3", "verified": "0x1"}
     fw = caps.get("firmware.ciphertext_hiding")

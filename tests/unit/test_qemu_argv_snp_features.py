@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from sevkit import snpbits
 from sevkit.errors import LaunchRefused
 from sevkit.host.capabilities import SNP_GUEST_PROPERTIES
 from sevkit.igvm.build import BuildInputs, build_ovmf_igvm
@@ -33,7 +34,8 @@ B64 = {"hd": base64.b64encode(HOST_DATA).decode(), "ib": base64.b64encode(ID_BLO
        "ia": base64.b64encode(ID_AUTH).decode()}
 # qapi/qom.json SevSnpGuestProperties member names (Since 9.1; secure-tsc since 10.2), transcribed.
 QOM_SNP_MEMBERS = {"policy", "guest-visible-workarounds", "id-block", "id-auth", "author-key-enabled", "host-data",
-                   "vcek-disabled", "secure-tsc", "sev-device", "cbitpos", "reduced-phys-bits", "kernel-hashes"}
+                   "vcek-disabled", "secure-tsc", "sev-device", "cbitpos", "reduced-phys-bits", "kernel-hashes",
+                   "debug-swap"}   # debug-swap: SevCommonProperties (N. Rao's series, 2025), inherited by sev-snp-guest
 MEM = "memory-backend-memfd,id=ram1,size=2048M,share=true,prealloc=false"
 MACHINE = "q35,confidential-guest-support=sev0,vmport=off,memory-backend=ram1"
 OBJ = "sev-snp-guest,id=sev0,policy={policy},cbitpos=51,reduced-phys-bits=1"
@@ -44,6 +46,7 @@ GOLDEN: dict[str, tuple[dict[str, Any], str, str, list[str]]] = {
     "id-block": ({"id_block": ID_BLOCK, "id_auth": ID_AUTH, "author_key": True}, MACHINE,
                  OBJ.format(policy="0x30000") + f",id-block={B64['ib']},id-auth={B64['ia']},author-key-enabled=on", []),
     "secure-tsc": ({"secure_tsc": True}, MACHINE, OBJ.format(policy="0x30000") + ",secure-tsc=on", []),
+    "debug-swap": ({"debug_swap": True}, MACHINE, OBJ.format(policy="0x30000") + ",debug-swap=on", []),
     "policy-rapl-dis": ({"policy": 0x30000 | 1 << 23}, MACHINE, OBJ.format(policy="0x830000"), []),
     "policy-ciphertext-hiding": ({"policy": 0x30000 | 1 << 24}, MACHINE, OBJ.format(policy="0x1030000"), []),
     "igvm": ({"igvm": Path("/img/guest.igvm"), "firmware": Firmware()}, MACHINE + ",igvm-cfg=igvm0",
@@ -85,6 +88,8 @@ REFUSALS: list[tuple[str, dict[str, Any]]] = [
     ("go together", {"id_block": ID_BLOCK}),
     ("author-key-enabled needs an id-auth", {"author_key": True}),
     ("secure-tsc needs QEMU >= 10.2", {"secure_tsc": True, "qemu_version": (10, 1, 0)}),
+    ("debug-swap on SEV-SNP guests only", {"kind": "sev-es", "firmware": Firmware("pflash", Path("/c"), Path("/v")),
+                                                   "qemu_version": (10, 2, 0), "debug_swap": True}),
     ("reserved bits 63:26", {"policy": 0x30000 | 1 << 26}),
     ("KVM does not accept", {"policy": 0x30000 | 1 << 25, "snp_policy_allowed": 0x1F0000}),
     ("takes the firmware from the IGVM file", {"igvm": Path("/img/g.igvm")}),
@@ -95,7 +100,7 @@ REFUSALS: list[tuple[str, dict[str, Any]]] = [
 def test_refused_before_qemu_starts(why: str, over: dict[str, Any]) -> None:
     with pytest.raises(LaunchRefused, match=re.escape(why)) as exc:
         GuestSpec(**{**SNP, **over})
-    assert exc.value.evidence["kind"] in ("sev", "sev-snp")
+    assert exc.value.evidence["kind"] in ("sev", "sev-es", "sev-snp")
 
 
 def test_advertised_policy_bits_pass_the_pre_check() -> None:
@@ -115,7 +120,7 @@ def _qemu_72() -> str:
     return qemu
 
 
-@pytest.mark.parametrize("name", ["host-data", "id-block", "secure-tsc", "igvm"])
+@pytest.mark.parametrize("name", ["host-data", "id-block", "secure-tsc", "debug-swap", "igvm"])
 def test_qemu_refuses_the_new_snp_shapes_itself_here(name: str) -> None:
     """The same argv, not pre-checked (check=False), given to this machine's QEMU (< 9.1): QEMU refuses while
     parsing -object, before anything starts, and says why."""
@@ -154,3 +159,20 @@ def test_qemu_refuses_igvm_cfg_itself_here(tmp_path: Path) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
     assert proc.returncode != 0
     assert "Parameter 'qom-type' does not accept value 'igvm-cfg'" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(("over", "features", "status", "names"), [
+    ({}, 0, 0x7, ["SEV", "SEV-ES", "SEV-SNP"]),
+    ({"secure_tsc": True}, 1 << 9, 0x807, ["SEV", "SEV-ES", "SEV-SNP", "SecureTSC"]),
+    ({"debug_swap": True}, 1 << 5, 0x87, ["SEV", "SEV-ES", "SEV-SNP", "DebugSwap"]),
+    ({"secure_tsc": True, "debug_swap": True}, 1 << 9 | 1 << 5, 0x887, ["SEV", "SEV-ES", "SEV-SNP", "DebugSwap",
+                                                                        "SecureTSC"]),
+], ids=["default", "secure-tsc", "debug-swap", "both"])
+def test_launched_vmsa_features_fix_the_guest_sev_status(over: dict[str, Any], features: int, status: int,
+                                                         names: list[str]) -> None:
+    """What the suite holds a guest to (suites/snp_features _launched_exactly): QEMU's sev-snp-guest asks KVM for
+    exactly the properties' VMSA bits (SNPActive is KVM's own), and SEV_STATUS bit n+2 mirrors VMSA bit n."""
+    spec = GuestSpec(**{**SNP, **over})
+    assert spec.vmsa_features == features
+    assert snpbits.sev_status_for_vmsa(features) == status
+    assert snpbits.names(status, snpbits.SEV_STATUS_NAMES) == names
