@@ -23,6 +23,12 @@ NOT_APPLICABLE = "NOT-APPLICABLE"
 # FEATURE_NOT_SUPPORTED (AMD SEV API spec status codes; QEMU target/i386/sev.c sev_fw_errlist).
 FW_FEATURE_NOT_SUPPORTED = 21
 _LAUNCH_START_REFUSED = re.compile(r"LAUNCH_START ret=-?\d+ fw_error=(\d+)")
+# What a refused SNP launch looks like in QEMU's output (target/i386/sev.c): KVM_SEV_INIT2 or
+# SNP_LAUNCH_START failing ("sev_snp_launch_start: SNP_LAUNCH_START ret=%d fw_error=%d '%s'"; KVM's EINVAL for
+# a policy bit it does not accept), and SNP_LAUNCH_FINISH ("SNP_LAUNCH_FINISH ret=%d fw_error=%d '%s'") for an
+# ID block whose signature or digest does not hold (firmware status BAD_SIGNATURE 10, BAD_MEASUREMENT 11).
+POLICY_REFUSED = re.compile(r"LAUNCH_START|[Pp]olicy|Invalid argument|not supported|fw_error")
+ID_BLOCK_REFUSED = re.compile(r"LAUNCH_FINISH|fw_error|[Ss]ignature|[Mm]easurement|Invalid argument")
 
 
 @dataclass(frozen=True)

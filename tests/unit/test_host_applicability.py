@@ -6,6 +6,7 @@ Capability inputs are SYNTHETIC (helpers/capsraw.py) unless a test names its rea
 from __future__ import annotations
 
 import errno
+import re
 from collections.abc import Callable
 
 import pytest
@@ -193,3 +194,20 @@ def test_unreadable_capability_is_an_error_not_not_applicable() -> None:
         ap.host_data(read(make_raw()))            # bundle without the capabilities section
     with pytest.raises(HostProbeError, match=r"kvm\.vm_types not readable"):
         ap.sev_es_offered(caps(vm_types=err(errno.EACCES)))
+
+
+@pytest.mark.parametrize(("pattern", "text", "matches"), [
+    # SYNTHETIC lines in QEMU's own format strings (target/i386/sev.c), with SEV firmware status codes
+    (ap.ID_BLOCK_REFUSED, "qemu-system-x86_64: SNP_LAUNCH_FINISH ret=-5 fw_error=10 'Bad signature'", True),
+    (ap.ID_BLOCK_REFUSED, "qemu-system-x86_64: SNP_LAUNCH_FINISH ret=-5 fw_error=11 'Bad measurement'", True),
+    (ap.POLICY_REFUSED, "qemu-system-x86_64: sev_snp_launch_start: SNP_LAUNCH_START ret=-22 fw_error=0 "
+                        "'No error'", True),
+    (ap.POLICY_REFUSED, "qemu-system-x86_64: sev_snp_launch_start: SNP_LAUNCH_START ret=-5 fw_error=7 "
+                        "'Platform policy failure'", True),
+    (ap.ID_BLOCK_REFUSED, "qemu-system-x86_64: failed to initialize kvm: No such file or directory", False),
+    (ap.POLICY_REFUSED, "qemu-system-x86_64: -drive file=/x.qcow2: Could not open '/x.qcow2'", False),
+], ids=["bad-signature", "bad-measurement", "kvm-einval", "policy-failure", "no-kvm", "no-disk"])
+def test_launch_refusal_patterns_match_qemus_messages_only(pattern: re.Pattern[str], text: str,
+                                                          matches: bool) -> None:
+    """A negative-launch test passes only on a refusal by KVM or the firmware, never on an unrelated failure."""
+    assert bool(pattern.search(text)) is matches
