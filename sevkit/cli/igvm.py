@@ -53,9 +53,12 @@ def _count(text: str) -> int:
 
 def _hex(text: str) -> int:
     try:
-        return int(text, 0)
+        value = int(text, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 0x30000)") from None
+    if not 0 <= value < 1 << 64:
+        raise argparse.ArgumentTypeError(f"{text!r} does not fit the 64-bit guest policy")
+    return value
 
 
 def cmd_build(a: argparse.Namespace) -> int:
@@ -76,11 +79,10 @@ def cmd_build(a: argparse.Namespace) -> int:
 
 def cmd_measure(a: argparse.Namespace) -> int:
     from ..igvm.files import read_igvm
-    from ..igvm.format import VpContext
     from ..igvm.measure import launch_digest
 
     img = read_igvm(a.file)
-    vcpus = a.vcpus or len({d.vp_index for d in img.file.directives if isinstance(d, VpContext)})
+    vcpus = a.vcpus or img.file.vp_count
     if vcpus == 0:
         raise UsageError(f"{shown(a.file)}: no VP context in the file; pass --vcpus")
     pred = launch_digest(img.file, vcpus)

@@ -140,6 +140,11 @@ class IgvmFile:
         """The compatibility mask of ``platform``'s supported-platform header, if the file has one."""
         return next((p.compatibility_mask for p in self.platforms if p.platform_type == platform), None)
 
+    @property
+    def vp_count(self) -> int:
+        """How many vCPUs the file carries a VP context for (the vCPU count it was built for)."""
+        return len({d.vp_index for d in self.directives if isinstance(d, VpContext)})
+
 
 def _align8(n: int) -> int:
     return (n + 7) & ~7

@@ -121,6 +121,7 @@ def judge_pages(kind: str, views: dict[str, list[PageView]], evidence: dict[str,
             proofs.append(f"{method}: not examined ({why})")
             continue
         n = len(seen)
+        before = len(failures)          # this method's own failures decide its proof text
         if kind == "plain":
             hits = counts.get("secret", 0)
             if not hits:
@@ -140,7 +141,7 @@ def judge_pages(kind: str, views: dict[str, list[PageView]], evidence: dict[str,
                 raise DumpError(f"{kind}: {method} does not show {sum(hidden.values())} of the secret's {n} pages "
                                 f"as data ({hidden}); they are private memory QEMU maps, so no verdict about them",
                                 evidence=evidence)
-            if not failures:
+            if len(failures) == before:
                 proofs.append(f"{method}: all {n} pages that hold the secret read as ciphertext-like data, never the "
                               "secret: the host sees them only encrypted")
             continue
@@ -148,13 +149,13 @@ def judge_pages(kind: str, views: dict[str, list[PageView]], evidence: dict[str,
             failures.append(f"{kind} with ciphertext hiding: {method} reads ciphertext at {counts['ciphertext']} of "
                             f"the secret's {n} pages (gpa {_gpas(seen, 'ciphertext')}); the host must read 0xFF "
                             f"there ({CTH_SOURCE})")
-        if ciphertext_hiding and not failures:
+        if ciphertext_hiding and len(failures) == before:
             ones = counts.get("ones", 0)
             proofs.append(f"{method}: ciphertext hiding seen at {ones} of {n} pages (0xFF)" if ones else
                           f"{method}: ciphertext hiding not observable in this view: none of the {n} pages reached "
                           "private memory (e.g. guest_memfd keeps them out of QEMU's mappings), and none read "
                           "as ciphertext")
-        if not failures:
+        if len(failures) == before:
             said = ", ".join(f"{SNP_OK[k]} {c}" for k, c in sorted(counts.items()) if k in SNP_OK)
             text = f"{method}: at the {n} pages that hold the secret the host saw {said}; no host view read the secret"
             if not counts.get("ciphertext"):

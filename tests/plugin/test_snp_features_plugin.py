@@ -3,6 +3,7 @@ evidence, the SEV-ES profile note as a FAIL, and --sev-allow-destructive validat
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
 
 CONFTEST = f'''
+import json
 import os
 import sys
 sys.path.insert(0, {str(TESTS)!r})
@@ -103,3 +105,37 @@ def test_sev_igvm_is_validated_at_start(tmp_path: Path) -> None:
                      "0x49544f4e (an IGVM file starts with 'IGVM', 0x4d564749)"], out
     code, out = run_suite(tmp_path, "healthy", "--sev-igvm", str(tmp_path / "absent.igvm"), "-k", "igvm")
     assert code == 2 and "--sev-igvm / sev_igvm (command line)" in out and "absent.igvm" in out, out
+
+
+def _guest_suite(tmp_path: Path, host: str, *args: str) -> tuple[int, str, dict[str, dict[str, object]]]:
+    """suites/guest's encryption tests for the sev-es kind, with the results plugin, on a SYNTHETIC host."""
+    tmp_path.mkdir()
+    (tmp_path / "conftest.py").write_text(CONFTEST.replace('"fixtures.capabilities"]',
+                                                           '"fixtures.capabilities", "fixtures.results"]'))
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\nmarkers =\n"
+                                         "    requires(*features): host features\n    qemu: boots QEMU\n"
+                                         "    guest_type(kind): guest kind\n")
+    shutil.copy(REPO / "suites" / "guest" / "test_guest_encryption.py", tmp_path / "test_guest_encryption.py")
+    env = dict(os.environ, PYTHONPATH=str(REPO), SEVKIT_TEST_HOST=host)
+    reports = tmp_path / "reports"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-rA", f"--sev-report-dir={reports}",
+                           "-k", "sev-es and banner", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    result = json.loads(next(reports.glob("*/result.json")).read_text())
+    reqs = {r["id"]: r for r in result["requirements"]}
+    return proc.returncode, proc.stdout + proc.stderr, reqs
+
+
+def test_withdrawn_sev_es_makes_every_sev_es_guest_requirement_not_applicable(tmp_path: Path) -> None:
+    """Issue 13 §6 across the suite: the session's sev-es guest is never launched when KVM withdrew the SEV-ES VM
+    type; its requirements are NOT-APPLICABLE with the reason, under the sev-snp profile too; only the sev-es
+    profile FAILs, saying why."""
+    code, out, reqs = _guest_suite(tmp_path / "snp", "es_withdrawn", "--sev-expect", "sev-snp")
+    assert code == 0, out[-3000:]
+    banner = reqs["SEVES-GUEST-001"]
+    assert banner["outcome"] == "NOT-APPLICABLE", banner
+    assert "SEV-ES withdrawn" in str(banner["reason"]) and "kvm.vm_types=" in str(banner["reason"])
+    code, out, reqs = _guest_suite(tmp_path / "es", "es_withdrawn", "--sev-expect", "sev-es")
+    assert code == 1, out[-3000:]
+    assert reqs["SEVES-GUEST-001"]["outcome"] == "FAIL"
+    assert "--sev-expect sev-es demands SEV-ES guests, which this host cannot deliver: SEV-ES withdrawn" in out

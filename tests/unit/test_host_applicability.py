@@ -157,12 +157,12 @@ def test_sev_es_withdrawn_by_firmware_is_not_applicable_with_the_firmware_versio
     ({"params": {"sev": "Y", "sev_es": "Y", "sev_snp": "Y", "ciphertext_hiding_asids": "max"}},
      "ciphertext_hiding_asids=max"),
     ({"params": {"sev": "Y", "sev_es": "N", "sev_snp": "Y"}, "vm_types": VM_DEFAULT | VM_SEV | VM_SNP},
-     "kvm_amd is loaded with sev_es=N"),
+     "kvm_amd reports sev_es=N"),
 ])
 def test_sev_es_taken_by_a_host_setting_names_the_setting_not_the_firmware(over: dict[str, object],
                                                                         cause: str) -> None:
-    """SYNTHETIC settings. With ciphertext_hiding_asids=max KVM still lists the SEV-ES VM type (the launch then
-    fails with ENOTTY), so the setting itself is the evidence."""
+    """SYNTHETIC settings. With ciphertext_hiding_asids=max some kernels still list the SEV-ES VM type (the launch
+    then fails with ENOTTY), so the setting itself is the evidence."""
     a = ap.sev_es_offered(caps(**over))
     assert not a.applicable and cause in a.reason and "firmware" not in a.reason.split(":", 1)[1].split("(")[0]
     assert ap.profile_note(caps(**over), "sev-es")
@@ -211,3 +211,11 @@ def test_launch_refusal_patterns_match_qemus_messages_only(pattern: re.Pattern[s
                                                           matches: bool) -> None:
     """A negative-launch test passes only on a refusal by KVM or the firmware, never on an unrelated failure."""
     assert bool(pattern.search(text)) is matches
+
+
+def test_withdrawn_sev_es_carries_the_mitigation_vectors_uninterpreted() -> None:
+    """SYNTHETIC vectors: they go along as evidence; no bit is read as 'the SEV-ES mitigation' (unsettled)."""
+    a = ap.sev_es_offered(caps(vm_types=VM_DEFAULT | VM_SEV | VM_SNP, mitigations=("0x8\n", "0x8\n")))
+    assert not a.applicable and "firmware.mitigations=" in a.skip_reason
+    assert ap.sev_es_taken(caps(vm_types=VM_DEFAULT | VM_SEV | VM_SNP)) is not None
+    assert ap.sev_es_taken(caps()) is None and ap.sev_es_taken(caps(vm_types=VM_DEFAULT)) is None

@@ -52,3 +52,8 @@ def test_errors_are_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no
         err = capsys.readouterr().err
         assert len(err.splitlines()) == 1 and err.startswith("sevkit: error: ") and want in err, err
     assert not (tmp_path / "x.igvm").exists()
+    for policy in ("-1", hex(1 << 64)):                      # argparse's own usage error: one line, exit 2
+        res = run_cli("build", "--ovmf", OVMF, "--out", str(tmp_path / "x.igvm"), "--policy", policy)
+        assert res.returncode == 2 and len(res.stderr.splitlines()) == 1, res.stderr
+        assert f"'{policy}' does not fit the 64-bit guest policy" in res.stderr
+    assert not (tmp_path / "x.igvm").exists()

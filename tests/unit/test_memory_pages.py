@@ -172,3 +172,10 @@ def test_moved_pages_are_not_examined() -> None:
     assert not fails and "elf: not examined (elf gave no view: refused)" in proof
     with pytest.raises(DumpError, match="located none"):
         require_pages({})
+
+
+def test_one_methods_failure_does_not_hide_anothers_proof() -> None:
+    fails, proof = judge_pages("sev-snp", {"elf": _views("elf", "secret"), "procmem": _views("procmem", "ones")}, {},
+                               ciphertext_hiding=True)
+    assert len(fails) == 1 and "elf reads the secret" in fails[0]
+    assert "procmem: ciphertext hiding seen at 1 of 1 pages (0xFF)" in proof
