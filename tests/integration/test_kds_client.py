@@ -8,8 +8,6 @@ REPORT (CHIP_ID, REPORTED_TCB). A match therefore cross-checks the two. It also 
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from helpers.httpserve import serve
 
 from sevkit.attestation import attest, load_certificates, load_report, split_leaf
 from sevkit.attestation.certs import amd_info
@@ -91,29 +90,8 @@ class FakeKds:
 @pytest.fixture
 def kds() -> Iterator[tuple[str, FakeKds]]:
     state = FakeKds()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, body, headers = state.answer(self.path)
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve(state.answer) as base:
+        yield base, state
 
 
 def _client(base: str, **kw: object) -> tuple[KdsClient, list[float]]:

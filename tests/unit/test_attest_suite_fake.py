@@ -12,10 +12,8 @@ SYNTHETIC OVMF-like file with kernel-hashes=on (that test passes, the digest cov
 
 from __future__ import annotations
 
-import http.server
 import json
 import shutil
-import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from helpers.attestdata import ATT, require_realdata
 from helpers.forgery import forge
+from helpers.httpserve import serve
 from helpers.ovmf import AMDSEV_X64, craft_ovmf
 
 from sevkit.attestation import load_report
@@ -257,32 +256,17 @@ def test_vcek_from_a_loopback_kds_named_in_sev_kds_url(pytester: pytest.Pytester
     vcek = (ATT / "virtee-sev/vcek_milan.der").read_bytes()
     paths: list[str] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            paths.append(self.path)
-            ok = self.path.startswith("/vcek/v1/Milan/") and "cert_chain" not in self.path
-            body = vcek if ok else b"Not Found"
-            self.send_response(200 if ok else 404)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(path: str) -> tuple[int, bytes, dict[str, str]]:
+        paths.append(path)
+        ok = path.startswith("/vcek/v1/Milan/") and "cert_chain" not in path
+        return (200, vcek, {}) if ok else (404, b"Not Found", {})
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve(answer) as base:
         _setup(pytester, tmp_path, monkeypatch, auxblob=b"")
         reports = tmp_path / "reports"
         res = pytester.runpytest_subprocess(
-            "-p", "no:cacheprovider", f"--sev-kds-url=http://127.0.0.1:{server.server_address[1]}",
+            "-p", "no:cacheprovider", f"--sev-kds-url={base}",
             f"--sev-report-dir={reports}", "-o", "sev_expect=none", "-k", "verifies")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
     junit = next(reports.glob("*/junit.xml"))
     assert _outcomes(junit) == {"test_report_verifies": "passed"}, res.stdout.str()[-3000:]
     assert any(p.startswith("/vcek/v1/Milan/") for p in paths), paths
