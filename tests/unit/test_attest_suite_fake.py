@@ -58,7 +58,7 @@ def _setup(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.Monkey
         att=str(ATT.resolve()), root=str(tsm), boot=str(boot), fw=fw, kh=kernel_hashes, eax1=eax1,
         outblob=str(outblob or ATT / "virtee-sev/report_milan.bin"), auxblob=str(tmp_path / "auxblob")))
     shutil.copy(REPO / "suites" / "attestation" / "test_snp_attestation.py", pytester.path)
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("PYTHONPATH", f"{REPO}:{REPO / 'tests'}")
 
 
 def _outcomes(junit: Path) -> dict[str | None, str]:
@@ -71,13 +71,12 @@ def _outcomes(junit: Path) -> dict[str | None, str]:
     return outcomes
 
 CONFTEST = '''
-import re, shlex, subprocess, sys, time
 from pathlib import Path
 import pytest
+from helpers.tsmshell import TsmShell
 from sevkit.attestation.certtable import build_cert_table
 from sevkit.qemu.firmware import find_bios
 from sevkit.qemu.spec import GuestSpec
-from sevkit.results import CommandResult
 
 pytest_plugins = ["fixtures.options", "fixtures.evidence", "fixtures.attestation"]
 ATT = Path({att!r})
@@ -88,24 +87,8 @@ KH = {kh!r}
 OUTBLOB = Path({outblob!r})
 AUXBLOB = Path({auxblob!r})
 
-class FakeShell:
-    def run(self, cmd, timeout=None):
-        entry = re.search(r"--entry (\\S+)", cmd)
-        if entry:
-            cmd = cmd.replace("/sys/kernel/config/tsm/report", str(ROOT))
-            d = ROOT / shlex.split(entry.group(1))[0]
-            d.mkdir(parents=True, exist_ok=True)
-            (d / "provider").write_text("sev_guest\\n")
-            (d / "generation").write_text("1\\n")
-            (d / "outblob").write_bytes(OUTBLOB.read_bytes())
-            (d / "auxblob").write_bytes(AUXBLOB.read_bytes())
-        cmd = cmd.replace("python3 ", sys.executable + " ", 1)
-        t = time.monotonic()
-        p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=timeout)
-        return CommandResult(cmd, p.stdout, p.returncode, time.monotonic() - t, p.stderr, "fake-local")
-
 class FakeGuest:
-    ssh = FakeShell()
+    ssh = TsmShell(ROOT, OUTBLOB, AUXBLOB)
     spec = GuestSpec(kind="sev-snp", accel="kvm", qemu_version=(9, 1, 0), cpu="EPYC-v4", vcpus=2,
                      firmware=find_bios(FW), kernel=BOOT / "vmlinuz", initrd=BOOT / "initrd.img",
                      append="console=ttyS0", disk=Path("/dev/null"), cbitpos=51, reduced_phys_bits=1,
