@@ -9,7 +9,7 @@ The pytest layer (fixtures/guest.py) only turns blockers into skip or fail and h
 """
 
 from .plan import Blocker, GuestBlocked, GuestPlanner, Plan
-from .pool import GuestPool
+from .pool import GuestPool, boot_with_tcg_retry
 from .settings import GuestSettings
 
-__all__ = ["Blocker", "GuestBlocked", "GuestPlanner", "GuestPool", "GuestSettings", "Plan"]
+__all__ = ["Blocker", "GuestBlocked", "GuestPlanner", "GuestPool", "GuestSettings", "Plan", "boot_with_tcg_retry"]

@@ -28,6 +28,34 @@ from .plan import GuestBlocked, Plan
 log = logging.getLogger("sevkit.guest")
 
 
+def boot_with_tcg_retry(make: Callable[[], GuestVM], track: Callable[[GuestVM], None] | None = None) -> GuestVM:
+    """``make()`` a guest and boot it. Under software emulation (TCG) an early kernel panic is retried once.
+
+    QEMU 7.2's TCG has been seen to fault a guest kernel during early boot (a double fault at a cmpxchg16b
+    with garbage EFLAGS; an int3 Oops while the kernel patches its text on 2 vCPUs), about 1 boot in tens.
+    That is the emulator, not the system under test, so one retry is allowed there, with the first
+    console kept as ``console.attempt1.log``. Under KVM a panic is a finding and is never retried.
+    ``track`` sees each guest as soon as it exists (the pool stops it later on every path)."""
+    vm = make()
+    if track is not None:
+        track(vm)
+    try:
+        vm.boot()
+    except GuestPanic as exc:
+        if vm.spec.accel != "tcg":
+            raise
+        log.warning("%s: guest panicked under TCG, retrying once: %s", vm.spec.name, exc)
+        vm.shutdown(grace=0)
+        first = vm.evidence.path / "console.log"
+        if first.exists():
+            first.rename(vm.evidence.path / "console.attempt1.log")
+        vm = make()
+        if track is not None:
+            track(vm)
+        vm.boot()
+    return vm
+
+
 class Planner(Protocol):
     def plan(self, kind: GuestKind | str) -> Plan: ...
 
@@ -96,28 +124,13 @@ class GuestPool:
             raise
 
     def _boot(self, kind: GuestKind) -> GuestVM:
-        """Boot ``kind``. Under software emulation (TCG) an early kernel panic is retried once.
-
-        QEMU 7.2's TCG has been seen to double-fault a guest kernel at a cmpxchg16b during early
-        boot (EFLAGS garbage, 1 boot in tens). That is the emulator, not the system under test, so
-        one retry is allowed there, with the first console kept as ``console.attempt1.log``. Under
-        KVM a panic is a finding and is never retried.
-        """
+        """Boot ``kind`` (boot_with_tcg_retry: one retry of an early panic under TCG only)."""
         spec = self.spec(kind)
-        vm = self.new_vm(spec)
-        self._guests[kind] = vm
-        try:
-            vm.boot()
-        except GuestPanic as exc:
-            if spec.accel != "tcg":
-                raise
-            log.warning("%s: guest panicked under TCG, retrying once: %s", kind, exc)
-            first = vm.evidence.path / "console.log"
-            if first.exists():
-                first.rename(vm.evidence.path / "console.attempt1.log")
-            vm = self.new_vm(spec)
+
+        def track(vm: GuestVM) -> None:
             self._guests[kind] = vm
-            vm.boot()
+
+        vm = boot_with_tcg_retry(lambda: self.new_vm(spec), track)
         log.info("%s booted: %s", kind, vm.times)
         return vm
 

@@ -28,6 +28,7 @@ import pytest
 from sevkit.deadline import Deadline
 from sevkit.errors import DumpError, GuestDied, GuestError, GuestPanic, GuestTimeout, SevkitError, StateError
 from sevkit.evidence import ArtifactDir
+from sevkit.guests import boot_with_tcg_retry
 from sevkit.image import GuestImage, find_image
 from sevkit.image.credentials import make_credentials
 from sevkit.memory import dump as D
@@ -206,17 +207,12 @@ def shared(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest
     ev = tmp_path_factory.mktemp("flt-shared-ev")
     # generous: the default deadlines assume a quiet 2-core machine, and CI runners are shared
     slow = {"boot": 420.0, "ssh_ready": 480.0}
-    vm = kit.vm("flt-shared", ev, **slow)
-    try:
-        try:
-            vm.boot()
-        except GuestPanic:   # QEMU 7.2's TCG early-boot double fault: retried once, as the guest pool does
-            (ev / "console.log").rename(ev / "console.attempt1.log")
-            vm = kit.vm("flt-shared", ev, **slow)
-            vm.boot()
-        yield vm
+    vms: list[GuestVM] = []
+    try:   # QEMU 7.2's TCG early-boot faults: one retry, as the guest pool does
+        yield boot_with_tcg_retry(lambda: kit.vm("flt-shared", ev, **slow), vms.append)
     finally:
-        vm.shutdown(grace=0)
+        for vm in vms:
+            vm.shutdown(grace=0)
 
 
 @contextlib.contextmanager

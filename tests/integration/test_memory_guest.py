@@ -17,6 +17,7 @@ import pytest
 
 from sevkit.errors import DumpError
 from sevkit.evidence import ArtifactDir
+from sevkit.guests import boot_with_tcg_retry
 from sevkit.image import find_image
 from sevkit.image.credentials import make_credentials
 from sevkit.memory import dump as D
@@ -45,13 +46,14 @@ def plain_vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuestVM]:
         spec = GuestSpec(kind="plain", name="memtest", memory_mib=RAM_MIB, firmware=fw, kernel=image.kernel,
                          initrd=image.initrd, append=image.append, disk=image.disk,
                          disk_format=image.disk_format, fw_cfg=tuple(creds.fw_cfg))
-        vm = GuestVM(spec, evidence=ArtifactDir(tmp_path_factory.mktemp("memt-evidence")), run_root=root,
-                     access=access)
+        ev = ArtifactDir(tmp_path_factory.mktemp("memt-evidence"))
+        vms: list[GuestVM] = []
         try:
-            vm.boot()
+            vm = boot_with_tcg_retry(lambda: GuestVM(spec, evidence=ev, run_root=root, access=access), vms.append)
             yield vm
         finally:
-            vm.shutdown()
+            for v in vms:
+                v.shutdown()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

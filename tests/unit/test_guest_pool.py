@@ -47,7 +47,7 @@ class FakeVM:
         if self.outcome == "image":
             raise ImageError("cannot build the image")
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, grace: float | None = None) -> None:
         self.stopped = True
 
 
@@ -75,6 +75,7 @@ def test_tcg_panic_is_retried_once_and_first_console_kept(tmp_path: Path) -> Non
     pool = make_pool(tmp_path, "tcg", ["panic", "ok"])
     vm = pool.get("plain")
     assert len(FakeVM.made) == 2 and vm is FakeVM.made[1]
+    assert FakeVM.made[0].stopped and not vm.stopped          # the panicked first QEMU is stopped at once
     assert (tmp_path / "guest-plain-main" / "console.attempt1.log").read_text() == "boot: panic\n"
     assert (tmp_path / "guest-plain-main" / "console.log").read_text() == "boot: ok\n"
     assert pool.get("plain") is vm and len(FakeVM.made) == 2       # booted once, shared
