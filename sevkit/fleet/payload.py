@@ -31,6 +31,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ..evidence import sha256_file as sha256_file  # re-exported (hostjob)
 from .errors import FleetError
 
 SUITE_PARTS = ("conftest.py", "pytest.ini", "fixtures", "suites")
@@ -54,14 +55,6 @@ class Payload:
     @property
     def pip_wheel(self) -> str:
         return next((n for n in self.wheels if n.startswith("pip-")), "")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _source_files(checkout: Path, parts: Iterable[str]) -> list[Path]:

@@ -19,7 +19,6 @@ Rules (the README's "Reports" section says the same):
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..evidence import sha256_file as sha256_file  # re-exported
 from .catalog import Catalog, Requirement
 
 SCHEMA_VERSION = 1
@@ -71,14 +71,6 @@ class RunInfo:
     interrupted: bool = False
     exit_code: int | None = None
     pytest_exit: str = ""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def evidence_files(run_dir: Path, dirs: Iterable[str]) -> list[dict[str, Any]]:

@@ -24,16 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers.launch import built_image_and_pflash
 
 from sevkit.deadline import Deadline
 from sevkit.errors import DumpError, GuestDied, GuestError, GuestPanic, GuestTimeout, SevkitError, StateError
 from sevkit.evidence import ArtifactDir
 from sevkit.guests import boot_with_tcg_retry
-from sevkit.image import GuestImage, find_image
+from sevkit.image import GuestImage
 from sevkit.image.credentials import make_credentials
 from sevkit.memory import dump as D
 from sevkit.qemu import reaper
-from sevkit.qemu.firmware import find_pflash
 from sevkit.qemu.machine import GuestAccess, GuestState, GuestVM
 from sevkit.qemu.qmp import Qmp
 from sevkit.qemu.spec import Firmware, GuestSpec, panic_exits
@@ -70,12 +70,7 @@ class Kit:
 
 @pytest.fixture(scope="module")
 def kit() -> Iterator[Kit]:
-    image = find_image()
-    if image is None:
-        pytest.fail("the guest image is not built: run `make image` (make test builds it first)")
-    fw = find_pflash()
-    if fw is None:
-        pytest.fail("no OVMF pflash pair installed (scripts/host-deps.sh installs ovmf)")
+    image, fw = built_image_and_pflash()
     root = Path(tempfile.mkdtemp(prefix="sk-fault-"))
     try:
         cred = make_credentials(root / "cred")

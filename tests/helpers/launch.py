@@ -15,6 +15,20 @@ def bios() -> Firmware:
     return fw
 
 
+def built_image_and_pflash():  # type: ignore[no-untyped-def]
+    """(the current recipe's guest image, an OVMF pflash pair) for self-tests that boot; a missing one FAILS:
+    `make test` builds the image and installs OVMF first, so their absence is a broken set-up, not a skip."""
+    from sevkit.image import find_image
+    from sevkit.qemu.firmware import find_pflash
+    image = find_image()
+    if image is None:
+        pytest.fail("the guest image is not built: run `make image` (make test builds it first)")
+    fw = find_pflash()
+    if fw is None:
+        pytest.fail("no OVMF pflash pair installed (scripts/host-deps.sh installs ovmf)")
+    return image, fw
+
+
 def guest_image():  # type: ignore[no-untyped-def]
     """The current recipe's image, else any complete sevkit image in the store (same kind of files)."""
     from sevkit.errors import InputError

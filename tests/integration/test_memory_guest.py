@@ -14,16 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.launch import built_image_and_pflash
 
 from sevkit.errors import DumpError
 from sevkit.evidence import ArtifactDir
 from sevkit.guests import boot_with_tcg_retry
-from sevkit.image import find_image
 from sevkit.image.credentials import make_credentials
 from sevkit.memory import dump as D
 from sevkit.memory.plant import Planted, Secret, plant, relocate, unplant
 from sevkit.memory.registers import read_registers
-from sevkit.qemu.firmware import find_pflash
 from sevkit.qemu.machine import GuestAccess, GuestVM
 from sevkit.qemu.spec import GuestSpec
 
@@ -33,12 +32,7 @@ RAM_MIB = 1024
 
 @pytest.fixture(scope="module")
 def plain_vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuestVM]:
-    image = find_image()
-    if image is None:
-        pytest.fail("the guest image is not built: run `make image` (make test builds it first)")
-    fw = find_pflash()
-    if fw is None:
-        pytest.fail("no OVMF pflash pair installed (scripts/host-deps.sh installs ovmf)")
+    image, fw = built_image_and_pflash()
     root = Path(tempfile.mkdtemp(prefix="sevkit-memt-"))
     try:
         creds = make_credentials(root / "cred")
