@@ -21,9 +21,17 @@ pytest_plugins = ["pytester"]
 # A user's clone has nothing beside it: every file a self-test reads must ship in the repository.
 # This audit hook records any open() of a path in the clone's parent folder but outside the clone
 # (a sibling folder of captures, say); tests/unit/test_self_contained.py fails the run if one was seen.
+# What the run itself creates beside the clone is not such a sibling: a clone in /tmp (git clone . /tmp/x)
+# has pytest's temp root and every tempfile.mkdtemp folder beside it. So a path is exempt when its first
+# component under the parent is pytest's temp root or did not exist when the self-tests started.
 OUTSIDE_OPENS: list[str] = []
 _PARENT = str(REPO.parent) + os.sep
 _INSIDE = str(REPO) + os.sep
+_BESIDE_AT_START = frozenset(os.listdir(REPO.parent))
+
+
+def _made_by_this_run(first: str) -> bool:
+    return first.startswith("pytest-of-") or (first not in _BESIDE_AT_START and os.path.lexists(_PARENT + first))
 
 
 def _audit_outside_opens(event: str, args: tuple[object, ...]) -> None:
@@ -33,7 +41,8 @@ def _audit_outside_opens(event: str, args: tuple[object, ...]) -> None:
         path = os.path.abspath(os.fsdecode(args[0]))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return
-    if path.startswith(_PARENT) and not (path + os.sep).startswith(_INSIDE):
+    if path.startswith(_PARENT) and not (path + os.sep).startswith(_INSIDE) \
+            and not _made_by_this_run(path[len(_PARENT):].split(os.sep, 1)[0]):
         OUTSIDE_OPENS.append(path)
 
 

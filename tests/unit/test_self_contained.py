@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,21 @@ def test_outside_open_guard_sees_a_read_beside_the_clone(tmp_path: Path) -> None
     del conftest.OUTSIDE_OPENS[before:]
     assert str(probe) in seen
     assert sys.audit is not None
+
+
+def test_what_the_run_creates_beside_the_clone_is_not_a_sibling_read() -> None:
+    """A clone in /tmp (git clone . /tmp/x) has pytest's temp root and the tests' own mkdtemp folders beside it:
+    reading those is not reading a sibling capture, so the hook lets them pass; the live-hook test above shows a
+    name that was not made by this run is still recorded."""
+    import tempfile
+
+    import conftest
+
+    before = len(conftest.OUTSIDE_OPENS)
+    made = Path(tempfile.mkdtemp(prefix="sevkit-selfcontained-", dir=REPO.parent))
+    try:
+        (made / "f.txt").write_text("made by this run\n")
+        assert (made / "f.txt").read_text() == "made by this run\n"
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
+    assert conftest.OUTSIDE_OPENS[before:] == []
