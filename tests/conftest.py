@@ -22,8 +22,9 @@ pytest_plugins = ["pytester"]
 # This audit hook records any open() of a path in the clone's parent folder but outside the clone
 # (a sibling folder of captures, say); tests/unit/test_self_contained.py fails the run if one was seen.
 # What the run itself creates beside the clone is not such a sibling: a clone in /tmp (git clone . /tmp/x)
-# has pytest's temp root and every tempfile.mkdtemp folder beside it. So a path is exempt when its first
-# component under the parent is pytest's temp root or did not exist when the self-tests started.
+# has pytest's temp root and every tempfile.mkdtemp folder beside it. So only reads count, and a path is
+# exempt when its first component under the parent is pytest's temp root or did not exist when the
+# self-tests started.
 OUTSIDE_OPENS: list[str] = []
 _PARENT = str(REPO.parent) + os.sep
 _INSIDE = str(REPO) + os.sep
@@ -34,8 +35,16 @@ def _made_by_this_run(first: str) -> bool:
     return first.startswith("pytest-of-") or (first not in _BESIDE_AT_START and os.path.lexists(_PARENT + first))
 
 
+def _writes(args: tuple[object, ...]) -> bool:
+    """The "open" audit event's (path, mode, flags): a write or create beside the clone is not a read of data."""
+    mode, flags = (*args, None, None)[1:3]
+    if isinstance(mode, str):
+        return any(c in mode for c in "wax+")
+    return isinstance(flags, int) and bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+
+
 def _audit_outside_opens(event: str, args: tuple[object, ...]) -> None:
-    if event != "open" or not args or not isinstance(args[0], str | bytes | os.PathLike):
+    if event != "open" or not args or not isinstance(args[0], str | bytes | os.PathLike) or _writes(args):
         return
     try:
         path = os.path.abspath(os.fsdecode(args[0]))  # type: ignore[arg-type]
